@@ -1,0 +1,34 @@
+"""nnft: neural-network field theory.
+
+An architecture is a probability distribution over functions (a *prior*);
+nnft samples it, measures its n-point functions with error bars and compares
+them with exact theory.
+
+Public API
+----------
+Priors (``nnft.priors``): :class:`CosNet`, :class:`GaussNet`, ``make_prior(name, **hp)``.
+Ensembles: :func:`run_ensemble` (chunked, sharded, resumable), :func:`moment_estimator`.
+Errors: :class:`ConfigError` (bad input, naming the field).
+"""
+
+from nnft._validate import ConfigError
+from nnft.ensemble import EnsembleResult, run as run_ensemble
+from nnft.estimators import Correlators, Estimate, moment_estimator
+from nnft.priors import Prior, make_prior
+from nnft.priors.cos import CosNet
+from nnft.priors.gauss import GaussNet
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "CosNet",
+    "Correlators",
+    "EnsembleResult",
+    "Estimate",
+    "GaussNet",
+    "Prior",
+    "make_prior",
+    "moment_estimator",
+    "run_ensemble",
+]
