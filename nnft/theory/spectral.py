@@ -163,7 +163,8 @@ def quadrature_nodes(Lambda: float, r_max: float, order: int = DEFAULT_ORDER):
     return np.concatenate(nodes), np.concatenate(weights)
 
 
-def _evaluate(f: Spectrum, p: np.ndarray) -> np.ndarray:
+def evaluate_spectrum(f: Spectrum, p: np.ndarray) -> np.ndarray:
+    """``f(p)`` as float64 numpy, broadcast to ``p``'s shape (jax callables run with x64)."""
     with jax.enable_x64(True):
         out = np.asarray(f(p), dtype=np.float64)
     return np.broadcast_to(out, p.shape)
@@ -189,7 +190,7 @@ def hankel_transform(f: Spectrum, r, *, d: int, Lambda: float, order: int = DEFA
         cost = np.arange(1, flat_r.size - start + 1) * n_nodes[start:]
         stop = start + max(1, int(np.searchsorted(cost, _BLOCK_ELEMENTS, side="right")))
         p, w = quadrature_nodes(Lambda, flat_r[stop - 1], order)
-        weight = w * p ** (d - 1) * _evaluate(f, p)
+        weight = w * p ** (d - 1) * evaluate_spectrum(f, p)
         out[start:stop] = pref * (radial_kernel(np.outer(flat_r[start:stop], p), d) @ weight)
         start = stop
     return out[inverse].reshape(r.shape)
@@ -226,7 +227,7 @@ def spectral_g4c(points, rho: Spectrum, *, Lambda: float, width: int,
     points = np.asarray(points, dtype=np.float64)
     d = points.shape[1]
     x = _grid(points, 4)
-    plus = hankel_transform(lambda p: _evaluate(rho, p) ** 2, _norm(x[0] + x[1] - x[2] - x[3]),
+    plus = hankel_transform(lambda p: evaluate_spectrum(rho, p) ** 2, _norm(x[0] + x[1] - x[2] - x[3]),
                             d=d, Lambda=Lambda, order=order)
     plus = plus + np.einsum("acbd->abcd", plus) + np.einsum("adbc->abcd", plus)
     g2 = spectral_g2(points, rho, Lambda=Lambda, order=order)
@@ -263,7 +264,7 @@ def spectral_neuron_moment(points, n: int, rho: Spectrum, *, Lambda: float,
     xs = _grid(points, n)
     dists = np.stack([_norm(sum(s * x for s, x in zip(signs, xs)))
                       for signs in _balanced_signs(n)])
-    h = hankel_transform(lambda p: _evaluate(rho, p) ** (n // 2), dists, d=d, Lambda=Lambda,
+    h = hankel_transform(lambda p: evaluate_spectrum(rho, p) ** (n // 2), dists, d=d, Lambda=Lambda,
                          order=order)
     return const * h.sum(axis=0)
 
