@@ -20,6 +20,7 @@ continues from there and refuses a checkpoint made for different work.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -64,19 +65,23 @@ def _mesh(devices) -> Mesh:
     return Mesh(np.array(devices), ("net",))
 
 
-def make_chunk_step(prior: Prior, points: np.ndarray, estimator, chunk_size: int, mesh: Mesh):
-    """A jitted ``(state, key, start, n_total) -> state`` that adds networks start..start+chunk."""
-    n_batches = estimator.n_batches
+@functools.lru_cache(maxsize=32)
+def make_chunk_step(prior: Prior, n_points: int, max_order: int, n_batches: int,
+                    chunk_size: int, mesh: Mesh):
+    """A jitted ``(state, key, start, n_total, points) -> state`` adding networks
+    ``start .. start + chunk_size - 1`` (those ``>= n_total`` are masked out).
+
+    Cached, so repeated runs of the same work reuse one compiled step.
+    """
+    estimator = moment_estimator(n_points, max_order, n_batches)
     rows = chunk_size // n_batches
     sharding = NamedSharding(mesh, Spec("net"))
-    dtype = jnp.dtype(getattr(prior, "dtype", "float32"))
-    pts = jnp.asarray(points, dtype)
 
-    def step(state: MomentState, key, start, n_total):
+    def step(state: MomentState, key, start, n_total, points):
         idx = start + jnp.arange(chunk_size, dtype=jnp.int64)
         idx = jax.lax.with_sharding_constraint(idx, sharding)
         keys = network_keys(key, idx)
-        phi = jax.vmap(lambda k: fields(prior, prior.sample(k), pts))(keys)
+        phi = jax.vmap(lambda k: fields(prior, prior.sample(k), points))(keys)
         phi = jax.lax.with_sharding_constraint(phi, sharding)
         mask = (idx < n_total).reshape(rows, n_batches)
         return estimator.update(state, phi.reshape(rows, n_batches, -1), mask)
@@ -168,12 +173,13 @@ def run(
             state, done = load_checkpoint(ckpt, fingerprint)
         replicated = NamedSharding(mesh, Spec())
         state = jax.device_put(state, replicated)
-        step = make_chunk_step(prior, pts, estimator, chunk, mesh)
+        step = make_chunk_step(prior, len(pts), max_order, n_batches, chunk, mesh)
+        points_dev = jnp.asarray(pts, jnp.dtype(getattr(prior, "dtype", "float32")))
         bar = _progress(progress, n_samples, done, prior)
         chunks_run = 0
         with bar as (advance):
             while done < n_samples:
-                state = step(state, key, jnp.int64(done), jnp.int64(n_samples))
+                state = step(state, key, jnp.int64(done), jnp.int64(n_samples), points_dev)
                 done = min(done + chunk, n_samples)
                 chunks_run += 1
                 advance(done)

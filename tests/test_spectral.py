@@ -102,24 +102,24 @@ def test_quadrature_approaches_free_scalar(d):
         assert g0 == pytest.approx(math.atan(1000.0) / math.pi, rel=1e-12)
 
 
-def test_quadrature_d3_matches_sine_form():
+@pytest.mark.parametrize("r", [0.2, 1.0, 2.5])
+def test_quadrature_d3_matches_sine_form(r):
     """REFERENCE: in d = 3, G2(r) = (1/(2 pi^2 r)) int_0^Lambda p sin(pr)/(p^2+m^2) dp."""
     m, lam = 0.5, 40.0
-    for r in (0.2, 1.0, 2.5):
-        direct, _ = integrate.quad(lambda p: p * math.sin(p * r) / (p * p + m * m), 0, lam,
-                                   limit=500, epsabs=1e-13, epsrel=1e-12)
-        q = th.hankel_transform(th.massive(m), r, d=3, Lambda=lam)
-        assert q == pytest.approx(direct / (2 * math.pi**2 * r), rel=1e-9)
+    direct, _ = integrate.quad(lambda p: p * math.sin(p * r) / (p * p + m * m), 0, lam,
+                               limit=500, epsabs=1e-13, epsrel=1e-12)
+    q = th.hankel_transform(th.massive(m), r, d=3, Lambda=lam)
+    assert q == pytest.approx(direct / (2 * math.pi**2 * r), rel=1e-9)
 
 
-def test_quadrature_d2_matches_polar_double_integral():
+@pytest.mark.parametrize("r", [0.0, 0.5, 1.3, 2.7])
+def test_quadrature_d2_matches_polar_double_integral(r):
     """d = 2: the angular integral done numerically (no Bessel function) agrees."""
     m, lam = 0.7, 20.0
-    for r in (0.0, 0.5, 1.3, 2.7):
-        val, _ = integrate.dblquad(lambda t, p: p * math.cos(p * r * math.cos(t)) / (p * p + m * m),
-                                   0, lam, 0, 2 * math.pi, epsabs=1e-12, epsrel=1e-10)
-        q = th.hankel_transform(th.massive(m), r, d=2, Lambda=lam)
-        assert q == pytest.approx(val / (2 * math.pi) ** 2, rel=1e-8, abs=1e-12)
+    val, _ = integrate.dblquad(lambda t, p: p * math.cos(p * r * math.cos(t)) / (p * p + m * m),
+                               0, lam, 0, 2 * math.pi, epsabs=1e-12, epsrel=1e-10)
+    q = th.hankel_transform(th.massive(m), r, d=2, Lambda=lam)
+    assert q == pytest.approx(val / (2 * math.pi) ** 2, rel=1e-8, abs=1e-12)
 
 
 @pytest.mark.parametrize("d", [1, 2, 3, 4, 5])

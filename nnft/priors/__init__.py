@@ -34,7 +34,7 @@ def make_prior(name: str, **hyperparameters) -> Prior:
     except TypeError as err:  # unknown keyword
         import dataclasses
 
-        allowed = [f.name for f in dataclasses.fields(cls)]
+        allowed = [f.name for f in dataclasses.fields(cls) if f.init]
         bad = sorted(set(hyperparameters) - set(allowed))
         raise v.ConfigError(
             f"architecture: unknown hyperparameter(s) {', '.join(bad) or str(err)} for {name}; "

@@ -154,7 +154,7 @@ class ScalarNet(SpectralNet):
     ``F(p) = sqrt(2 vol(B_Lambda^d) / ((2pi)^d sigma_w1^2)) / sqrt(p^2 + m^2)``.
     """
 
-    power_spectrum: str = dataclasses.field(default="massive", init=False)
-    alpha: float = dataclasses.field(default=1.0, init=False)
+    power_spectrum: str = dataclasses.field(default="massive", init=False, repr=False)
+    alpha: float = dataclasses.field(default=1.0, init=False, repr=False)
 
     name = "scalar-net"
