@@ -89,6 +89,11 @@ def make_chunk_step(prior: Prior, n_points: int, max_order: int, n_batches: int,
     return jax.jit(step, donate_argnums=0)
 
 
+def _to_host(tree):
+    """Replicated (possibly multi-host) arrays -> numpy, from this process's first shard."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
 def _round_chunk(chunk_size: int, n_batches: int, n_devices: int) -> int:
     unit = n_batches * n_devices
     return max(unit, int(math.ceil(chunk_size / unit)) * unit)
@@ -175,7 +180,7 @@ def run(
         state = jax.device_put(state, replicated)
         step = make_chunk_step(prior, len(pts), max_order, n_batches, chunk, mesh)
         points_dev = jnp.asarray(pts, jnp.dtype(getattr(prior, "dtype", "float32")))
-        bar = _progress(progress, n_samples, done, prior)
+        bar = _progress(progress and jax.process_index() == 0, n_samples, done, prior)
         chunks_run = 0
         with bar as (advance):
             while done < n_samples:
@@ -187,10 +192,10 @@ def run(
                 stop = stop_after_chunks is not None and chunks_run >= stop_after_chunks
                 if ckpt is not None and (last or stop or chunks_run % checkpoint_every == 0):
                     if jax.process_index() == 0:
-                        save_checkpoint(ckpt, jax.device_get(state), done, fingerprint)
+                        save_checkpoint(ckpt, _to_host(state), done, fingerprint)
                 if stop and not last:
                     raise RunInterrupted(done, n_samples)
-        state = jax.device_get(state)
+        state = _to_host(state)
     correlators = estimator.finalize(state)
     return EnsembleResult(prior, pts, correlators, seed, time.perf_counter() - t0)
 

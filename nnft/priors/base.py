@@ -29,6 +29,8 @@ class Prior(abc.ABC):
     """Base class. Subclasses set ``name`` and implement ``sample`` and ``apply``."""
 
     name = "prior"
+    #: True when every correlator depends only on separations (plots then draw theory curves)
+    translation_invariant = False
 
     # -- the two things every architecture does ------------------------------------
     @abc.abstractmethod

@@ -29,6 +29,7 @@ class CosNet(Prior):
     dtype: str = "float32"
 
     name = "cos-net"
+    translation_invariant = True
 
     def __post_init__(self):
         v.positive_int("d", self.d)

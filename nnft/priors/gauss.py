@@ -30,6 +30,7 @@ class GaussNet(Prior):
     dtype: str = "float32"
 
     name = "gauss-net"
+    translation_invariant = False  # G2 is, G4c is not (finite N)
 
     def __post_init__(self):
         v.positive_int("d", self.d)

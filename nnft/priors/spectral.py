@@ -54,6 +54,7 @@ class SpectralNet(Prior):
     dtype: str = "float32"
 
     name = "spectral-net"
+    translation_invariant = True
 
     def __post_init__(self):
         v.positive_int("d", self.d)
