@@ -69,6 +69,11 @@ class Card:
     widths: tuple[int, ...] | None
     source: str
     raw: dict = dataclasses.field(repr=False)
+    #: validated ``[interaction]`` / ``[mcmc]`` / ``[training]`` sections (None when absent);
+    #: each is parsed by the module that runs it (nnft.insertion, nnft.mcmc, nnft.training)
+    interaction: typing.Any = None
+    mcmc: typing.Any = None
+    training: typing.Any = None
 
     @property
     def name(self) -> str:
@@ -98,6 +103,9 @@ class Card:
         }
         if self.widths is not None:
             out["scan"] = {"widths": list(self.widths)}
+        for section in ("interaction", "mcmc", "training"):
+            if section in self.raw:
+                out[section] = copy.deepcopy(self.raw[section])
         return out
 
 
@@ -236,6 +244,24 @@ def _scan(table: dict | None, card: dict) -> dict:
     return {"widths": tuple(sorted(widths))}
 
 
+def _delegated(section: str, module: str, function: str):
+    """A section parsed by the module that runs it: ``module.function(table, fields)``.
+
+    The module is imported only when the card has the section, so cards without
+    it never import MCMC or training code.
+    """
+
+    def parse(table: dict | None, card: dict) -> dict:
+        if table is None:
+            return {section: None}
+        import importlib
+
+        return {section: getattr(importlib.import_module(module), function)(table, card)}
+
+    parse.__name__ = f"_{section}"
+    return parse
+
+
 #: section name -> parser ``(table or None when absent, fields so far) -> Card fields``,
 #: run in this order; keys starting with "_" are shared with later parsers, not stored.
 SECTIONS: dict[str, Callable[[dict, dict], dict]] = {
@@ -243,6 +269,9 @@ SECTIONS: dict[str, Callable[[dict, dict], dict]] = {
     "sampling": _sampling,
     "correlators": _correlators,
     "scan": _scan,
+    "interaction": _delegated("interaction", "nnft.insertion", "parse_interaction_section"),
+    "mcmc": _delegated("mcmc", "nnft.mcmc", "parse_mcmc_section"),
+    "training": _delegated("training", "nnft.training", "parse_training_section"),
 }
 #: required keys of the required sections
 REQUIRED = {"architecture": ("name",), "sampling": ("n_samples",), "correlators": ("points",)}

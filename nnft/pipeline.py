@@ -149,7 +149,17 @@ def run_card(card, out_dir, *, resume: bool = False, progress: bool = True, cons
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    if card.widths:
+    if card.training is not None:
+        from nnft.training import run_training_card
+
+        out = run_training_card(card, out_dir, resume=resume, progress=progress,
+                                console=_console(console))
+    elif card.interaction is not None or card.mcmc is not None:
+        from nnft.mcmc import run_mcmc_card
+
+        out = run_mcmc_card(card, out_dir, resume=resume, progress=progress,
+                            console=_console(console))
+    elif card.widths:
         out = run_scan(card, out_dir, resume=resume, progress=progress, console=console)
     else:
         out = run_single(card, out_dir, resume=resume, progress=progress, console=console)

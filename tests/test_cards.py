@@ -162,7 +162,7 @@ BAD = {
                                     ["correlators.points", "17 points", "at most 16"]),
     "connected not a bool": (set_("correlators", connected="yes"),
                              ["correlators.connected", "'yes'", "true or false"]),
-    "unknown section": (set_("mcmc", steps=10), ["[mcmc]", "allowed sections", "sampling"]),
+    "unknown section": (set_("plots", dpi=10), ["[plots]", "allowed sections", "sampling"]),
     "misspelt section": (lambda c: c.update(samplng=c.pop("sampling")),
                          ["[samplng]", "did you mean 'sampling'"]),
     "top-level key": (lambda c: c.update(title="x"), ["'title'", "allowed sections"]),
