@@ -6,7 +6,8 @@ them with exact theory.
 
 Public API
 ----------
-Priors (``nnft.priors``): :class:`CosNet`, :class:`GaussNet`, ``make_prior(name, **hp)``.
+Priors (``nnft.priors``): :class:`CosNet`, :class:`GaussNet`, :class:`ScalarNet`,
+:class:`SpectralNet`, ``make_prior(name, **hp)``.
 Ensembles: :func:`run_ensemble` (chunked, sharded, resumable), :func:`moment_estimator`.
 Errors: :class:`ConfigError` (bad input, naming the field).
 """
@@ -17,6 +18,7 @@ from nnft.estimators import Correlators, Estimate, moment_estimator
 from nnft.priors import Prior, make_prior
 from nnft.priors.cos import CosNet
 from nnft.priors.gauss import GaussNet
+from nnft.priors.spectral import ScalarNet, SpectralNet
 
 __version__ = "0.1.0"
 
@@ -28,6 +30,8 @@ __all__ = [
     "Estimate",
     "GaussNet",
     "Prior",
+    "ScalarNet",
+    "SpectralNet",
     "make_prior",
     "moment_estimator",
     "run_ensemble",
