@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from nnft import ensemble, report, results
@@ -49,6 +50,8 @@ def run_single(card, out_dir: Path, *, resume=False, progress=True, console=None
     corr = res.correlators
     names = results.measured(corr)
     theory = results.theory_for(prior, res.points, names)
+    if jax.process_index() != 0:  # multi-host: process 0 writes the files
+        return results.summary(corr, res.points, theory, prior.hyperparameters())
     attrs = {"card": card.raw, "architecture": prior.hyperparameters(), "seed": card.seed,
              "seconds": res.seconds, "source": str(card.source)}
     results.write_netcdf(results.to_dataset(corr, res.points, theory, attrs),
