@@ -9,6 +9,8 @@ import importlib
 
 from nnft import _validate as v
 from nnft.priors.base import Prior, as_points, fields, sample_fields
+from nnft.priors.parameterization import (PRESETS, ABCParameterization, abc_family,
+                                          get_parameterization, learning_rate_scale)
 
 #: card name -> "module:Class"
 REGISTRY = {
@@ -42,5 +44,6 @@ def make_prior(name: str, **hyperparameters) -> Prior:
         ) from None
 
 
-__all__ = ["Prior", "REGISTRY", "as_points", "fields", "make_prior", "prior_class",
+__all__ = ["ABCParameterization", "PRESETS", "Prior", "REGISTRY", "abc_family",
+           "get_parameterization", "learning_rate_scale", "as_points", "fields", "make_prior", "prior_class",
            "sample_fields"]
