@@ -14,7 +14,8 @@ Errors: :class:`ConfigError` (bad input, naming the field).
 """
 
 from nnft._validate import ConfigError
-from nnft.ensemble import EnsembleResult, run as run_ensemble
+from nnft.ensemble import EnsembleResult
+from nnft.ensemble import run as run_ensemble
 from nnft.estimators import Correlators, Estimate, moment_estimator
 from nnft.priors import Prior, make_prior
 from nnft.priors.cos import CosNet
@@ -26,14 +27,14 @@ from nnft.priors.spectral import ScalarNet, SpectralNet
 __version__ = "0.1.0"
 
 __all__ = [
+    "MLP",
     "ABCParameterization",
     "ConfigError",
-    "CosNet",
     "Correlators",
+    "CosNet",
     "EnsembleResult",
     "Estimate",
     "GaussNet",
-    "MLP",
     "Prior",
     "ScalarNet",
     "SpectralNet",

@@ -39,7 +39,7 @@ def cumulants_from_moments(moments: dict[int, jnp.ndarray], order: int) -> dict[
         letters = _LETTERS[:n]
         acc = moments[n]
         rest_positions = range(1, n)
-        for size in range(0, n - 1):  # size of B minus its first element; B != S
+        for size in range(n - 1):  # size of B minus its first element; B != S
             for extra in itertools.combinations(rest_positions, size):
                 block = (0, *extra)
                 other = tuple(i for i in range(n) if i not in block)

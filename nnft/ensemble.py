@@ -96,7 +96,7 @@ def _to_host(tree):
 
 def _round_chunk(chunk_size: int, n_batches: int, n_devices: int) -> int:
     unit = n_batches * n_devices
-    return max(unit, int(math.ceil(chunk_size / unit)) * unit)
+    return max(unit, math.ceil(chunk_size / unit) * unit)
 
 
 def _fingerprint(prior, points, n_samples, seed, max_order, n_batches) -> str:
@@ -190,9 +190,9 @@ def run(
                 advance(done)
                 last = done >= n_samples
                 stop = stop_after_chunks is not None and chunks_run >= stop_after_chunks
-                if ckpt is not None and (last or stop or chunks_run % checkpoint_every == 0):
-                    if jax.process_index() == 0:
-                        save_checkpoint(ckpt, _to_host(state), done, fingerprint)
+                due = last or stop or chunks_run % checkpoint_every == 0
+                if ckpt is not None and due and jax.process_index() == 0:
+                    save_checkpoint(ckpt, _to_host(state), done, fingerprint)
                 if stop and not last:
                     raise RunInterrupted(done, n_samples)
         state = _to_host(state)
@@ -213,8 +213,13 @@ def _progress(enabled: bool, total: int, done: int, prior: Prior):
     if not enabled:
         yield lambda n: None
         return
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("networks"), TimeRemainingColumn(), transient=False) as bar:

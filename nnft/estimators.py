@@ -223,4 +223,4 @@ def _finalize(state: MomentState, layout: _Layout, max_order: int, keep: bool) -
             conn[o] = _jackknife(k[0], k[1:])
             if keep:
                 reps["full"][o], reps["connected"][o] = m[1:], k[1:]
-    return Correlators(int(round(float(n))), len(count), full, conn, reps if keep else None)
+    return Correlators(round(float(n)), len(count), full, conn, reps if keep else None)

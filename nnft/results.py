@@ -46,7 +46,7 @@ def theory_for(prior, points, names) -> dict[str, np.ndarray | None]:
     """Exact values from the prior's theory (None where unknown)."""
     out = {}
     for name in names:
-        kind, order = QUANTITIES[name]
+        _kind, order = QUANTITIES[name]
         if order % 2 == 1:  # Z2-symmetric priors: odd correlators vanish
             out[name] = np.zeros((len(points),) * order)
         elif name == "G2":

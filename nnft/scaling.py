@@ -49,7 +49,7 @@ class WidthScan:
     slopes: dict
 
     def to_dict(self) -> dict:
-        key = lambda e: ",".join(map(str, e))  # noqa: E731
+        key = lambda e: ",".join(map(str, e))
         return {
             "widths": self.widths, "power": self.power,
             "entries": {key(e): {"scaled": self.scaled[e].tolist(),

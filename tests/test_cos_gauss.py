@@ -4,12 +4,11 @@ import math
 
 import numpy as np
 import pytest
+from conftest import zscores
 
 from nnft.priors.cos import CosNet
 from nnft.priors.gauss import GaussNet
 from nnft.theory import correlators as th
-
-from conftest import zscores
 
 # Four point sets: d = 1 and d = 2, each with a coincident pair.
 POINTS = {

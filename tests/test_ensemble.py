@@ -61,7 +61,7 @@ def test_one_and_four_devices_agree():
 
 
 def test_kill_and_resume_equals_uninterrupted(tmp_path):
-    kw = dict(seed=9, chunk_size=8192, checkpoint_every=2, progress=False)
+    kw = {"seed": 9, "chunk_size": 8192, "checkpoint_every": 2, "progress": False}
     with pytest.raises(RunInterrupted):
         run(PRIOR, POINTS, 100_000, checkpoint_dir=tmp_path, stop_after_chunks=5, **kw)
     assert (tmp_path / "checkpoint.npz").exists()

@@ -9,8 +9,13 @@ import importlib
 
 from nnft import _validate as v
 from nnft.priors.base import Prior, as_points, fields, sample_fields
-from nnft.priors.parameterization import (PRESETS, ABCParameterization, abc_family,
-                                          get_parameterization, learning_rate_scale)
+from nnft.priors.parameterization import (
+    PRESETS,
+    ABCParameterization,
+    abc_family,
+    get_parameterization,
+    learning_rate_scale,
+)
 
 #: card name -> "module:Class"
 REGISTRY = {
@@ -44,6 +49,17 @@ def make_prior(name: str, **hyperparameters) -> Prior:
         ) from None
 
 
-__all__ = ["ABCParameterization", "PRESETS", "Prior", "REGISTRY", "abc_family",
-           "get_parameterization", "learning_rate_scale", "as_points", "fields", "make_prior", "prior_class",
-           "sample_fields"]
+__all__ = [
+    "PRESETS",
+    "REGISTRY",
+    "ABCParameterization",
+    "Prior",
+    "abc_family",
+    "as_points",
+    "fields",
+    "get_parameterization",
+    "learning_rate_scale",
+    "make_prior",
+    "prior_class",
+    "sample_fields",
+]
