@@ -48,7 +48,7 @@ from nnft import _validate as v
 from nnft._validate import ConfigError
 from nnft.cumulants import cumulants_from_moments
 from nnft.ensemble import RunInterrupted, network_keys
-from nnft.estimators import Correlators, Estimate, moment_estimator
+from nnft.estimators import Estimate, moment_estimator
 from nnft.insertion import (
     Interaction,
     QuadratureWarning,
@@ -653,7 +653,7 @@ def diagnostics(result: MCMCResult, max_order: int = 4) -> dict:
         rhat = _arviz("rhat", data)
         bulk = _arviz("ess", data, method="bulk")
         tail = _arviz("ess", data, method="tail")
-        vals = lambda d: np.concatenate([np.ravel(d[k].values) for k in d.data_vars])  # noqa: E731
+        vals = lambda d: np.concatenate([np.ravel(d[k].values) for k in d.data_vars])
         r, b, t = vals(rhat), vals(bulk), vals(tail)
         return {"rhat_max": _nanmax(r), "ess_bulk_min": _nanmin(b), "ess_tail_min": _nanmin(t)}
 
@@ -1141,9 +1141,9 @@ def _print(console, prior, interaction, config, corr, theory, tables, diag, bloc
 
 
 __all__ = [
+    "FreeDrawChecks",
     "MCMCConfig",
     "MCMCResult",
-    "FreeDrawChecks",
     "autocorrelation_times",
     "chain_correlators",
     "chain_mesh",
