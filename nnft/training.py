@@ -59,7 +59,7 @@ from nnft import _validate as v
 from nnft._validate import ConfigError
 from nnft.ensemble import RunInterrupted
 from nnft.estimators import moment_estimator
-from nnft.ntk import batched_empirical_ntk, relative_change, spectrum_stats
+from nnft.ntk import batched_empirical_ntk, spectrum_stats
 from nnft.priors.base import Prior, as_points, fields
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -409,8 +409,9 @@ class StepInfo(NamedTuple):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Trainer:
-    """``init(key) -> TrainState``; ``run(state, n_steps) -> (state, info)`` (jitted);
-    ``observe(params, ref) -> dict`` of per-model observables (jitted)."""
+    """``init(key) -> TrainState``; ``run(state, n_steps) -> (state, info)``;
+    ``observe(params) -> dict`` of per-model observables (all jitted). Built once per
+    (prior, data, config, devices) and cached, so repeated runs reuse the compiled code."""
 
     prior: Prior
     config: TrainingConfig
@@ -418,7 +419,6 @@ class Trainer:
     init: Any
     run: Any
     observe: Any
-    reference: Any
     optimizer: optax.GradientTransformation
 
 
@@ -436,8 +436,21 @@ def _all_finite(tree):
     return jnp.all(jnp.stack(checks)) if checks else jnp.array(True)
 
 
+_TRAINERS: dict = {}
+
+
 def make_trainer(prior: Prior, data: Data, config: TrainingConfig, devices=None) -> Trainer:
-    """Build the jitted init / run / observe functions for one prior, data set and config."""
+    """The jitted init / run / observe functions for one prior, data set and config (cached)."""
+    devs = tuple(jax.devices() if devices is None else devices)
+    key = (_fingerprint(prior, data, config), devs)
+    if key not in _TRAINERS:
+        if len(_TRAINERS) >= 16:
+            _TRAINERS.pop(next(iter(_TRAINERS)))
+        _TRAINERS[key] = _build_trainer(prior, data, config, devs)
+    return _TRAINERS[key]
+
+
+def _build_trainer(prior: Prior, data: Data, config: TrainingConfig, devs) -> Trainer:
     dt = jnp.dtype(getattr(prior, "dtype", "float32"))
     n = data.x.shape[0]
     batch = n if config.batch_size is None else config.batch_size
@@ -465,7 +478,6 @@ def make_trainer(prior: Prior, data: Data, config: TrainingConfig, devices=None)
     full = config.batch_size is None or batch == n
     s = config.n_models
 
-    devs = list(jax.devices() if devices is None else devices)
     sharding = None
     if len(devs) > 1 and s % len(devs) == 0:
         from jax.sharding import Mesh, NamedSharding
@@ -522,7 +534,7 @@ def make_trainer(prior: Prior, data: Data, config: TrainingConfig, devices=None)
 
     is_mlp = hasattr(prior, "layer_scales") and hasattr(prior, "activation")
 
-    def observe(params, ref):
+    def observe(params):
         f_test = jax.vmap(lambda p: fields(prior, p, x_test))(params)
         f_train = jax.vmap(lambda p: fields(prior, p, x))(params)
         out = {"f": f_test, "f_train": f_train,
@@ -534,8 +546,6 @@ def make_trainer(prior: Prior, data: Data, config: TrainingConfig, devices=None)
             st = spectrum_stats(theta)
             out.update(ntk=theta, ntk_eigenvalues=st.eigenvalues, ntk_trace=st.trace,
                        ntk_entropy=st.entropy, ntk_effective_rank=st.effective_rank)
-            if ref is not None:
-                out["ntk_rel_change"] = relative_change(theta, ref["ntk"])
         for layer in config.singular_values:
             w = _weight(prior, params[layer], layer)
             w = w.reshape(w.shape[0], w.shape[1], -1) if w.ndim >= 3 else w[:, None, :]
@@ -544,17 +554,10 @@ def make_trainer(prior: Prior, data: Data, config: TrainingConfig, devices=None)
             h = jax.vmap(lambda p: jax.vmap(lambda xx: _hidden(prior, p, xx))(x_test))(params)
             out["hidden"] = h
             out["feature_rms"] = jnp.sqrt(jnp.mean(h * h, axis=(1, 2)))
-            if ref is not None:
-                dh = h - ref["hidden"]
-                out["feature_change_rms"] = jnp.sqrt(jnp.mean(dh * dh, axis=(1, 2)))
         return out
 
-    def reference(params):
-        out = observe(params, None)
-        return {k: out[k] for k in ("ntk", "hidden") if k in out}
-
     return Trainer(prior, config, data, jax.jit(init), jax.jit(run, donate_argnums=0),
-                   jax.jit(observe), jax.jit(reference), opt)
+                   jax.jit(observe), opt)
 
 
 # ---------------------------------------------------------------------------
@@ -591,6 +594,13 @@ def _fingerprint(prior, data, config) -> str:
 
 def _host(tree):
     return jax.tree.map(lambda a: np.asarray(jax.device_get(a)), tree)
+
+
+def _relative_change_np(theta, theta0):
+    """``||Theta_t - Theta_0||_F / ||Theta_0||_F`` per model (float64, on the host)."""
+    theta, theta0 = np.asarray(theta, np.float64), np.asarray(theta0, np.float64)
+    return (np.sqrt(np.sum((theta - theta0) ** 2, axis=(-2, -1)))
+            / np.sqrt(np.sum(theta0**2, axis=(-2, -1))))
 
 
 def _save(path: Path, payload: dict) -> None:
@@ -648,7 +658,7 @@ def train_ensemble(prior: Prior, data: Data, config: TrainingConfig, *,
                               "or use another output folder")
         shapes = jax.tree.structure(state)
         state = jax.tree.unflatten(shapes, [jnp.asarray(a) for a in saved["state"]])
-        ref = None if saved["ref"] is None else jax.tree.map(jnp.asarray, saved["ref"])
+        ref = saved["ref"]
         records, estimates, start = saved["records"], saved["estimates"], saved["next"]
 
     with _progress_bar(progress, config.steps, times[start - 1] if start else 0, prior) as adv:
@@ -656,13 +666,14 @@ def train_ensemble(prior: Prior, data: Data, config: TrainingConfig, *,
             gap = times[k] - (times[k - 1] if k > 0 else 0)
             if gap > 0:
                 state, _ = trainer.run(state, jnp.int32(gap))
-            obs = trainer.observe(state.params, ref)
+            obs = _host(trainer.observe(state.params))
             if ref is None:
-                ref = trainer.reference(state.params)
-                obs = trainer.observe(state.params, ref)
-            obs = _host(obs)
-            obs.pop("ntk", None)
-            obs.pop("hidden", None)
+                ref = {k: obs[k] for k in ("ntk", "hidden") if k in obs}
+            if "ntk" in obs:
+                obs["ntk_rel_change"] = _relative_change_np(obs.pop("ntk"), ref["ntk"])
+            if "hidden" in obs:
+                dh = obs.pop("hidden") - ref["hidden"]
+                obs["feature_change_rms"] = np.sqrt(np.mean(dh * dh, axis=(1, 2)))
             div = np.asarray(state.diverged_at)
             valid = div < 0
             obs["valid"] = valid
@@ -677,7 +688,7 @@ def train_ensemble(prior: Prior, data: Data, config: TrainingConfig, *,
             if ckpt is not None and jax.process_index() == 0:
                 _save(ckpt, {"fingerprint": fp, "state": [np.asarray(a) for a in
                                                           jax.tree.leaves(_host(state))],
-                             "ref": None if ref is None else _host(ref), "records": records,
+                             "ref": ref, "records": records,
                              "estimates": estimates, "next": k + 1})
             if stop_after is not None and k + 1 - start >= stop_after and k + 1 < len(times):
                 raise RunInterrupted(times[k], config.steps)

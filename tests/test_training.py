@@ -1,0 +1,361 @@
+"""Training ensembles (nnft.training) and the frozen-NTK theory (nnft.theory.frozen_ntk).
+
+Physics checks are judged in units of the ensemble's own standard error with fixed seeds;
+exact identities (a model linear in its parameters, optimizer algebra) to float tolerance.
+The long versions (width scans, both activations, the n = 4 duality loss) are marked slow.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from scipy.integrate import solve_ivp
+
+from nnft import CosNet
+from nnft._validate import ConfigError
+from nnft.cards import parse_card
+from nnft.ensemble import RunInterrupted
+from nnft.ntk import empirical_ntk
+from nnft.priors.mlp import MLP
+from nnft.theory import frozen_ntk
+from nnft.training import (
+    TrainingConfig,
+    heavy_ball,
+    log_times,
+    make_data,
+    make_trainer,
+    regression_data,
+    train_ensemble,
+)
+
+TEST_POINTS = np.linspace(-1.75, 1.75, 8)[:, None]
+
+
+# ---------------------------------------------------------------------------
+# optimizer algebra
+# ---------------------------------------------------------------------------
+def test_heavy_ball_is_the_duality_recursion_and_equals_optax_momentum():
+    """theta_{i+1} = theta_i + beta (theta_i - theta_{i-1}) - eta grad L, theta_{-1} = theta_0;
+    identical to optax.sgd(eta, momentum=beta)."""
+    eta, beta = 0.05, 0.7
+    a = jnp.array([[2.0, 0.3], [0.3, 1.0]])
+
+    def grad(th):
+        return a @ th + jnp.array([0.5, -1.0])
+
+    th0 = jnp.array([1.0, -2.0])
+    ours, ref = heavy_ball(eta, beta), optax.sgd(eta, momentum=beta)
+    s1, s2 = ours.init(th0), ref.init(th0)
+    p1 = p2 = th0
+    prev, cur = th0, th0
+    for _ in range(50):
+        u1, s1 = ours.update(grad(p1), s1)
+        u2, s2 = ref.update(grad(p2), s2)
+        p1, p2 = p1 + u1, p2 + u2
+        prev, cur = cur, cur + beta * (cur - prev) - eta * grad(cur)
+        np.testing.assert_allclose(p1, cur, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(p1, p2, rtol=1e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# frozen-NTK theory
+# ---------------------------------------------------------------------------
+def test_frozen_ntk_limits():
+    """t -> infinity: kernel regression; discrete and continuous agree at a small rate;
+    a singular Theta(X, X) stays finite; the covariance vanishes on the training points."""
+    prior = MLP(d=1, width=1, depth=2, activation="erf", parameterization="ntk")
+    x = np.array([[-1.0], [0.1], [0.8]])
+    xt = np.array([[-0.5], [0.1], [1.2]])
+    y = np.array([0.3, -0.2, 0.9])
+    th_xx, th_tx = prior.ntk(x), prior.ntk(xt, x)
+    inf = frozen_ntk.mean_prediction(th_tx, th_xx, y, [1e9], 1.0)[0]
+    np.testing.assert_allclose(inf, th_tx @ np.linalg.solve(th_xx, y), rtol=1e-8)
+    np.testing.assert_allclose(inf[1], y[1], rtol=1e-8)  # interpolates a training point
+    t = np.array([0.0, 10.0, 200.0])
+    cont = frozen_ntk.mean_prediction(th_tx, th_xx, y, t, 1e-3)
+    disc = frozen_ntk.mean_prediction(th_tx, th_xx, y, t, 1e-3, discrete=True)
+    np.testing.assert_allclose(cont, disc, rtol=3e-3, atol=1e-9)  # differ by O(r lambda)
+    assert np.all(cont[0] == 0)
+    singular = np.ones((2, 2))  # rank 1
+    out = frozen_ntk.mean_prediction(np.ones((1, 2)), singular, [1.0, 1.0], [5.0], 0.01)
+    np.testing.assert_allclose(out, [[1 - math.exp(-0.01 * 2 * 5)]], rtol=1e-10)
+    pred = frozen_ntk.mlp_prediction(prior, x, y, x, [1e6], 1.0, discrete=False)
+    assert np.all(pred.std[0] < 1e-6)
+    assert frozen_ntk.rate(0.3, 6) == pytest.approx(0.05)
+    assert frozen_ntk.rate(0.3, 6, normalization="sum", mass2=2.0) == pytest.approx(0.6)
+
+
+def test_linear_model_follows_the_frozen_ntk_exactly():
+    """Only the readout of a Cos-net trained: f is linear in the trained parameters, so its
+    NTK is constant and every model follows f_t = f_0 + A_t (y - f_0(X)) exactly
+    (discrete GD, rate eta / n)."""
+    prior = CosNet(d=1, width=64)
+    data = regression_data(1, 6, x_test=TEST_POINTS[:4])
+    cfg = TrainingConfig(learning_rate=0.02, steps=40, measure=(5, 40), n_models=4,
+                         n_batches=2, trainable=("w1",), ntk=False)
+    ds = train_ensemble(prior, data, cfg).dataset
+    for s in range(4):
+        params = jax.tree.map(lambda a, s=s: a[s], jax.vmap(prior.sample)(
+            jax.vmap(lambda i: jax.random.fold_in(jax.random.split(jax.random.key(0))[0],
+                                                  i))(jnp.arange(4))))
+        only_w1 = lambda w1, x, p=params: prior.apply({**p, "w1": w1}, x)
+        th_xx = np.asarray(empirical_ntk(only_w1, params["w1"], data.x), np.float64)
+        th_tx = np.asarray(empirical_ntk(only_w1, params["w1"], data.x_test, data.x),
+                           np.float64)
+        f0x, f0t = ds["f_train"].values[0, s], ds["f"].values[0, s]
+        a = frozen_ntk.transfer(th_tx, th_xx, [5, 40], 0.02 / 6, discrete=True)
+        expect = f0t[None] + a @ (data.y - f0x)
+        np.testing.assert_allclose(ds["f"].values[1:, s], expect, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("activation", ["erf", "relu"])
+def test_wide_ensemble_mean_matches_frozen_ntk(activation):
+    """Cheap version of acceptance (a): N = 512, S = 128, early times, |z| < 4."""
+    prior = MLP(d=1, width=512, depth=1, activation=activation, parameterization="ntk",
+                b_std=0.2)
+    data = regression_data(0, 8, x_test=TEST_POINTS)
+    cfg = TrainingConfig(learning_rate=0.5, steps=30, measure=(3, 10, 30), n_models=128,
+                         n_batches=32, ntk=False)
+    ds = train_ensemble(prior, data, cfg).dataset
+    z = (ds["G1"] - ds["theory_mean"]) / ds["G1_stderr"]
+    assert np.all(np.abs(z.values[1:]) < 4), z.values
+    # the ensemble spread follows the frozen-NTK covariance too (relative, S = 128)
+    sd = ds["f"].std("model").values[1:]
+    np.testing.assert_allclose(sd, ds["theory_std"].values[1:], rtol=0.3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("activation", ["erf", "relu"])
+def test_frozen_ntk_deviation_falls_like_one_over_width(activation):
+    """Acceptance (a): S = 256, full-batch GD, widths 256, 1024, 4096: at N = 4096 the mean is
+    within errors at t = 10, 100; the deviation at t = 1000 falls like 1/N (slope -1)."""
+    data = regression_data(0, 8, x_test=TEST_POINTS)
+    devs = []
+    widths = (256, 1024, 4096)
+    for width in widths:
+        prior = MLP(d=1, width=width, depth=1, activation=activation, parameterization="ntk",
+                    b_std=0.2)
+        cfg = TrainingConfig(learning_rate=1.0, steps=1000, measure=(10, 100, 1000),
+                             n_models=256, n_batches=32, ntk=False)
+        ds = train_ensemble(prior, data, cfg).dataset
+        dev = np.abs((ds["G1"] - ds["theory_mean"]).values)
+        devs.append(dev[-1].max())
+        if width == widths[-1]:
+            z = dev / ds["G1_stderr"].values
+            assert np.all(z[1:3] < 4), z
+    slope = np.polyfit(np.log(widths), np.log(devs), 1)[0]
+    assert -1.4 < slope < -0.6, (devs, slope)
+
+
+# ---------------------------------------------------------------------------
+# the duality: momentum GD as a damped scalar field
+# ---------------------------------------------------------------------------
+def duality_deviation(eta, beta=0.5, power=2, width=1024, x0=0.5, y0=1.0, t_alpha=60.0):
+    """max_i |f_i - f(t_i)| / |f_0 - y0| between momentum GD (duality form) on one network at
+    one point and the ODE f'' - beta~ f' + alpha L'(f) = 0, t = i sqrt(eta),
+    beta~ = (beta - 1)/sqrt(eta), alpha = Theta(x0, x0), f(0) = f_0, f'(0) = 0, up to
+    t = t_alpha / alpha. Float64."""
+    with jax.enable_x64(True):
+        prior = MLP(d=1, width=width, depth=1, activation="erf", parameterization="ntk",
+                    dtype="float64")
+        data = make_data([[x0]], [y0], [[x0]])
+        cfg = TrainingConfig(optimizer="momentum", momentum=beta, learning_rate=eta,
+                             loss="power", loss_power=power, steps=1, n_models=2,
+                             n_batches=2, ntk=False)
+        trainer = make_trainer(prior, data, cfg)
+        state = trainer.init(jax.random.key(0))
+        p0 = jax.tree.map(lambda a: a[0], state.params)
+        alpha = float(empirical_ntk(prior.apply, p0, jnp.array([[x0]]))[0, 0])
+        f_init = float(prior.apply(p0, jnp.array([x0])))
+        steps = math.ceil(t_alpha / alpha / math.sqrt(eta))
+        every = max(1, steps // 100)
+        fs, ts = [f_init], [0]
+        while ts[-1] < steps:
+            state, _ = trainer.run(state, jnp.int32(every))
+            fs.append(float(trainer.observe(state.params)["f_train"][0, 0]))
+            ts.append(int(state.step))
+    bt = (beta - 1) / math.sqrt(eta)
+
+    def rhs(t, u):
+        return [u[1], bt * u[1] - alpha * 0.5 * power * (u[0] - y0) ** (power - 1)]
+
+    t_eval = np.array(ts) * math.sqrt(eta)
+    sol = solve_ivp(rhs, (0, t_eval[-1]), [f_init, 0.0], t_eval=t_eval, rtol=1e-10,
+                    atol=1e-12, method="LSODA")
+    return float(np.max(np.abs(np.array(fs) - sol.y[0])) / abs(f_init - y0))
+
+
+def test_momentum_gd_follows_the_de_sitter_scalar_ode():
+    """Acceptance (d), n = 2: the deviation shrinks with eta (about linearly)."""
+    devs = [duality_deviation(eta) for eta in (0.0011, 0.0278, 0.1111)]
+    assert devs[0] < devs[1] < devs[2], devs
+    assert devs[0] < 3e-3 and devs[2] < 0.15, devs
+
+
+@pytest.mark.slow
+def test_momentum_gd_follows_the_ode_quartic_loss():
+    devs = [duality_deviation(eta, power=4, width=4096) for eta in (0.0011, 0.0278, 0.1111)]
+    assert devs[0] < devs[1] < devs[2], devs
+    assert devs[0] < 3e-3, devs
+
+
+# ---------------------------------------------------------------------------
+# engine behaviour
+# ---------------------------------------------------------------------------
+def _small(**kw):
+    base = {"learning_rate": 0.5, "steps": 20, "measure": (5, 20), "n_models": 8, "n_batches": 4}
+    base.update(kw)
+    return TrainingConfig(**base)
+
+
+def test_minibatches_masks_layer_rates_and_reproducibility():
+    prior = MLP(d=1, width=32, depth=2, parameterization="mup")
+    data = regression_data(0, 12, x_test=TEST_POINTS[:3])
+    cfg = _small(batch_size=4, trainable=(1,), optimizer="adam", learning_rate=0.01,
+                 singular_values=(1,), ntk=False)
+    tr = make_trainer(prior, data, cfg)
+    s0 = tr.init(jax.random.key(0))
+    w_before = jax.tree.map(np.asarray, s0.params)
+    s1, _ = tr.run(s0, jnp.int32(7))
+    # only the middle matrix moved
+    assert np.array_equal(w_before[0]["W"], np.asarray(s1.params[0]["W"]))
+    assert np.array_equal(w_before[2]["W"], np.asarray(s1.params[2]["W"]))
+    assert not np.array_equal(w_before[1]["W"], np.asarray(s1.params[1]["W"]))
+    # same seed, same result; models read the data in their own orders
+    a = train_ensemble(prior, data, cfg).dataset
+    b = train_ensemble(prior, data, cfg).dataset
+    np.testing.assert_array_equal(a["f"].values, b["f"].values)
+    assert a["sv_1"].shape == (3, 8, 32)
+    from nnft.training import _model_order
+
+    keys = jax.random.split(jax.random.key(1), 2)
+    assert not np.array_equal(_model_order(keys[0], 0, 12, 4), _model_order(keys[1], 0, 12, 4))
+    epoch = np.concatenate([_model_order(keys[0], i, 12, 4) for i in range(3)])
+    assert sorted(epoch.tolist()) == list(range(12))  # one epoch sees every point once
+    # per-layer rates: layer_lr = 0 is not allowed, a tiny rate barely moves the layer
+    with pytest.raises(ConfigError, match=r"layer_lr\[1\]: got 0"):
+        _small(layer_lr=(1.0, 0, 1.0))
+    slow = make_trainer(prior, data, _small(layer_lr=(1.0, 1e-6, 1.0), ntk=False))
+    st, _ = slow.run(slow.init(jax.random.key(0)), jnp.int32(5))
+    moved = np.abs(np.asarray(st.params[1]["W"]) - w_before[1]["W"]).max()
+    moved0 = np.abs(np.asarray(st.params[0]["W"]) - w_before[0]["W"]).max()
+    assert moved < 1e-4 * moved0
+
+
+def test_divergence_is_reported_and_masked():
+    """A large rate on a quartic loss blows up the models that start far from the target;
+    they are frozen, reported with their step and masked out; the others keep training."""
+    prior = MLP(d=1, width=64, depth=1, parameterization="ntk")
+    data = make_data([[0.5], [-0.5]], [0.0, 0.0], TEST_POINTS[:3])
+    cfg = TrainingConfig(loss="power", loss_power=4, mass2=1.0, learning_rate=8.0, steps=30,
+                         measure=(10, 30), n_models=64, n_batches=8)
+    res = train_ensemble(prior, data, cfg)
+    ds = res.dataset
+    n_div = len(res.diverged)
+    assert 0 < n_div < 64, n_div
+    for model, step in res.diverged.items():
+        assert 0 <= step < 30
+        assert ds["diverged_at"].values[model] == step
+        assert not ds["valid"].values[-1, model]
+    assert np.all(np.isfinite(ds["G2"].values[-1]))
+    good = ds["valid"].values[-1]
+    assert np.all(np.isfinite(ds["train_loss"].values[-1, good]))
+    assert np.median(ds["train_loss"].values[-1, good]) < np.median(ds["train_loss"].values[0])
+
+
+def test_checkpoint_resume_equals_a_full_run(tmp_path):
+    prior = MLP(d=1, width=16, depth=1, parameterization="ntk")
+    data = regression_data(0, 6, x_test=TEST_POINTS[:3])
+    cfg = _small(measure=(2, 5, 9, 20), optimizer="momentum", momentum=0.6)
+    full = train_ensemble(prior, data, cfg).dataset
+    with pytest.raises(RunInterrupted):
+        train_ensemble(prior, data, cfg, checkpoint_dir=tmp_path, stop_after=2)
+    resumed = train_ensemble(prior, data, cfg, checkpoint_dir=tmp_path, resume=True).dataset
+    np.testing.assert_allclose(resumed["f"].values, full["f"].values, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(resumed["G2"].values, full["G2"].values, rtol=1e-6)
+    other = _small(measure=(2, 5, 9, 20), optimizer="sgd")
+    with pytest.raises(ConfigError, match="resume: the checkpoint"):
+        train_ensemble(prior, data, other, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_cross_entropy_and_power_losses_train():
+    prior = MLP(d=1, width=64, depth=1, parameterization="ntk")
+    x = np.linspace(-2, 2, 10)[:, None]
+    labels = (x[:, 0] > 0).astype(float)
+    data = make_data(x, labels, x[:4], labels[:4])
+    ds = train_ensemble(prior, data, _small(loss="cross-entropy", learning_rate=2.0,
+                                            steps=50, measure=(50,))).dataset
+    assert ds["train_loss"].values[-1].mean() < 0.7 * ds["train_loss"].values[0].mean()
+    ds = train_ensemble(prior, regression_data(0, 6, x_test=x[:3]),
+                        _small(loss="power", loss_power=4, mass2=2.0, learning_rate=0.05)).dataset
+    assert ds["valid"].values.all()
+    assert ds["train_loss"].values[-1].mean() < ds["train_loss"].values[0].mean()
+
+
+def test_log_times():
+    assert log_times(1000, 4) == (0, 1, 32, 1000)
+    assert log_times(5, 10) == (0, 1, 2, 3, 4, 5)
+
+
+# ---------------------------------------------------------------------------
+# cards: the [training] section
+# ---------------------------------------------------------------------------
+def card(**training):
+    return {"architecture": {"name": "mlp", "d": 1, "width": 16, "depth": 1,
+                             "parameterization": "ntk"},
+            "sampling": {"n_samples": 64, "n_batches": 8},
+            "correlators": {"points": [-1.0, 0.0, 1.0]},
+            "training": {"steps": 20, **training}}
+
+
+@pytest.mark.parametrize("training, message", [
+    ({"optimizer": "rmsprop"},
+     "training.optimizer: got 'rmsprop'; allowed values: sgd, momentum, adam"),
+    ({"x": [0.0, 1.0, 2.0], "y": [1.0, 2.0]},
+     r"training.y: got \(2,\); must be a list of 3 numbers, one per row of x"),
+    ({"x": [0.0, float("nan")], "y": [1.0, 2.0]},
+     "training.x: got 'non-finite entries'; must be finite numbers"),
+    ({"x": [0.0, 1.0], "y": [1.0, float("inf")]},
+     "training.y: got 'non-finite entries'; must be finite numbers"),
+    ({"measure": [5, 25]}, r"training.measure\[1\]: got 25; must be at most steps = 20"),
+    ({"learning_rat": 0.1}, ("training.learning_rat: unknown key; .*did you mean "
+                            "'learning_rate'")),
+    ({"loss": "power", "loss_power": 3}, "training.loss_power: got 3; must be an even"),
+    ({"batch_size": 100}, ("training.batch_size: got 100; must be at most the number of "
+                          "training points")),
+    ({"trainable": [5]}, r"training.trainable: got \[5\]; entries must be among"),
+    ({"data": "mnist"}, "training.data: got 'mnist'; allowed values: sine"),
+    ({"momentum": 1.0}, r"training.momentum: got 1.0; must be a number in \[0, 1\)"),
+    ({"x": [[0.0, 1.0]], "y": [1.0]}, (r"training.x\[0\]: got \[0.0, 1.0\]; must be a list "
+                                      "of 1 numbers")),
+])
+def test_bad_training_sections(training, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_card(card(**training))
+
+
+def test_training_card_runs_end_to_end(tmp_path):
+    import json
+
+    from rich.console import Console
+
+    from nnft.pipeline import run_card
+
+    c = parse_card(card(x=[-1.5, -0.5, 0.5, 1.5], y=[0.2, -0.1, 0.4, 0.0],
+                        y_test=[0.0, 0.1, 0.2], n_measure=4, singular_values=[0]))
+    assert c.training.config.n_models == 64 and c.training.config.n_batches == 8
+    with open(tmp_path / "log.txt", "w") as log:
+        out = run_card(c, tmp_path, progress=False, console=Console(file=log, width=120))
+    for name in ("results.nc", "summary.json", "loss.png", "g2.png", "ntk.png"):
+        assert (tmp_path / name).exists(), name
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["times"] == out["times"] == [0, 1, 4, 20]
+    assert len(summary["G1"]["theory"]) == 4
+    import xarray as xr
+
+    with xr.open_dataset(tmp_path / "results.nc", engine="h5netcdf") as ds:
+        assert ds["f"].dims == ("time", "model", "point")
+        assert ds["G4c"].shape == (4, 3, 3, 3, 3)
