@@ -103,16 +103,22 @@ def empirical_ntk(apply_fn: ApplyFn, params, x1, x2=None, *, method: str = "auto
 
 
 def batched_empirical_ntk(apply_fn: ApplyFn, params_batch, x1, x2=None, **kw) -> jax.Array:
-    """Empirical NTKs ``(S, P, Q)`` of S models whose parameters are stacked on axis 0."""
+    """Empirical NTKs ``(S, P, Q)`` of S models whose parameters are stacked on axis 0.
+
+    With ``method="auto"`` the memory rule counts all S models' gradients; on the
+    NTK-vector-product path the column chunk shrinks so S x chunk x n_params fits the budget.
+    """
     leaf = jax.tree.leaves(params_batch)[0]
     s = leaf.shape[0]
+    one = jax.tree.map(lambda a: a[0], params_batch)
+    budget = kw.get("memory_budget", MEMORY_BUDGET)
     if kw.get("method", "auto") == "auto":
-        one = jax.tree.map(lambda a: a[0], params_batch)
         n1 = jnp.shape(x1)[0]
         n2 = 0 if x2 is None else jnp.shape(x2)[0]
-        # the batch of S models holds S times the gradients of one
-        kw = {**kw, "method": choose_method(one, s * n1, s * n2,
-                                            kw.get("memory_budget", MEMORY_BUDGET))}
+        kw = {**kw, "method": choose_method(one, s * n1, s * n2, budget)}
+    if kw["method"] == "ntvp" and "column_chunk" not in kw:
+        n, itemsize = _n_params(one)
+        kw = {**kw, "column_chunk": int(max(1, min(16, budget // max(1, s * n * itemsize))))}
     return jax.vmap(lambda p: empirical_ntk(apply_fn, p, x1, x2, **kw))(params_batch)
 
 
