@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from nnft import ntk as ntk_lib
 from nnft._validate import ConfigError
 from nnft.priors import make_prior
 from nnft.priors.base import fields
@@ -76,10 +77,8 @@ def g2_zscores(f, theory):
 
 
 def empirical_ntk(prior, params, x):
-    """``J J^T`` with J the Jacobian of the fields over every raw parameter, ``(P, P)``."""
-    jac = jax.jacobian(lambda p: fields(prior, p, x))(params)
-    j = jnp.concatenate([a.reshape(x.shape[0], -1) for a in jax.tree.leaves(jac)], axis=1)
-    return j @ j.T
+    """``J J^T`` over every raw parameter, ``(P, P)`` (:func:`nnft.ntk.empirical_ntk`)."""
+    return ntk_lib.empirical_ntk(prior.apply, params, x)
 
 
 def mc_ntk(priors, points, n_nets, seed, chunk=8):
