@@ -512,12 +512,18 @@ def _build_trainer(prior: Prior, data: Data, config: TrainingConfig, devs) -> Tr
         params = jax.vmap(lambda i: prior.sample(jax.random.fold_in(k_init, i)))(idx)
         opt_state = jax.vmap(opt.init)(params)
         keys = jax.random.key_data(jax.vmap(lambda i: jax.random.fold_in(k_data, i))(idx))
-        state = TrainState(params, opt_state, keys, jnp.zeros((), jnp.int32),
-                           -jnp.ones((s,), jnp.int32))
-        if sharding is not None:
-            state = state._replace(**{f: jax.device_put(getattr(state, f), sharding)
-                                      for f in ("params", "opt_state", "keys", "diverged_at")})
-        return state
+        return TrainState(params, opt_state, keys, jnp.zeros((), jnp.int32),
+                          -jnp.ones((s,), jnp.int32))
+
+    jit_init = jax.jit(init)
+
+    def sharded_init(key):
+        """The state, split over the devices along the model axis (several devices)."""
+        state = jit_init(key)
+        if sharding is None:
+            return state
+        return state._replace(**{f: jax.device_put(getattr(state, f), sharding)
+                                 for f in ("params", "opt_state", "keys", "diverged_at")})
 
     def run(state: TrainState, n_steps):
         def body(i, carry):
@@ -556,7 +562,7 @@ def _build_trainer(prior: Prior, data: Data, config: TrainingConfig, devs) -> Tr
             out["feature_rms"] = jnp.sqrt(jnp.mean(h * h, axis=(1, 2)))
         return out
 
-    return Trainer(prior, config, data, jax.jit(init), jax.jit(run, donate_argnums=0),
+    return Trainer(prior, config, data, sharded_init, jax.jit(run, donate_argnums=0),
                    jax.jit(observe), opt)
 
 

@@ -364,3 +364,33 @@ def test_training_card_runs_end_to_end(tmp_path):
     with xr.open_dataset(tmp_path / "results.nc", engine="h5netcdf") as ds:
         assert ds["f"].dims == ("time", "model", "point")
         assert ds["G4c"].shape == (4, 3, 3, 3, 3)
+
+
+def test_models_split_over_four_cpu_devices():
+    """The model axis is sharded over a Mesh of 4 (forced) CPU devices; the result equals
+    the single-device run to round-off."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np, jax, nnft
+from nnft.training import TrainingConfig, make_trainer, regression_data, train_ensemble
+assert len(jax.devices()) == 4
+p = nnft.MLP(d=1, width=32, depth=1, parameterization="ntk")
+d = regression_data(0, 6, x_test=np.linspace(-1, 1, 3)[:, None])
+cfg = TrainingConfig(learning_rate=0.5, steps=20, measure=(5, 20), n_models=8, n_batches=4,
+                     batch_size=2)
+st = make_trainer(p, d, cfg).init(jax.random.key(0))
+assert st.params[0]["W"].sharding.spec == jax.sharding.PartitionSpec("model")
+a = train_ensemble(p, d, cfg).dataset
+b = train_ensemble(p, d, cfg, devices=jax.devices()[:1]).dataset
+print(float(np.abs(a["f"].values - b["f"].values).max()))
+"""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=False,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.strip().splitlines()[-1]) < 1e-5
