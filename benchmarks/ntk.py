@@ -2,8 +2,9 @@
 
     python benchmarks/ntk.py [--quick] [--out PATH]
 
-On the same networks and inputs, both jitted: ours (``method="auto"``, which picks the
-Jacobian contraction at these sizes, and ``method="ntvp"``, the NTK-vector products) against
+On the same networks and inputs, all jitted: ours (``method="jacobian"``, the Jacobian
+contraction; ``method="ntvp"``, the NTK-vector products; ``method="auto"``, which picks one of
+them by the size of one model's Jacobian, ``nnft.ntk.JACOBIAN_BYTES``) against
 ``nnft.ntk.jacobian_ntk`` -- ``jax.jacobian`` of the fields on all points, leaves
 concatenated into ``J (P, n_params)``, one matmul ``J1 J2^T`` (the test oracle). Shapes:
 MLPs (depth 2, erf, NTK parameterisation) of widths 64, 256, 1024 on P = Q = 16 and 64
@@ -30,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nnft.ntk import empirical_ntk, jacobian_ntk
+from nnft.ntk import choose_method, empirical_ntk, jacobian_ntk
 from nnft.priors.mlp import MLP
 
 HERE = Path(__file__).resolve().parent
@@ -51,11 +52,18 @@ def write_atomically(path: Path, payload: dict) -> None:
         raise
 
 
-def case(width: int, n_points: int, n_models: int, cross: bool):
-    prior = MLP(d=2, width=width, depth=2, activation="erf", parameterization="ntk",
-                b_std=0.1)
+def _prior(width: int) -> MLP:
+    return MLP(d=2, width=width, depth=2, activation="erf", parameterization="ntk", b_std=0.1)
+
+
+def case_params(width: int, n_models: int = 1):
     keys = jax.random.split(jax.random.key(0), n_models)
-    params = jax.vmap(prior.sample)(keys)
+    return jax.vmap(_prior(width).sample)(keys)
+
+
+def case(width: int, n_points: int, n_models: int, cross: bool):
+    prior = _prior(width)
+    params = case_params(width, n_models)
     x1 = jax.random.normal(jax.random.key(1), (n_points, 2))
     x2 = jax.random.normal(jax.random.key(2), (n_points, 2)) if cross else None
 
@@ -66,6 +74,8 @@ def case(width: int, n_points: int, n_models: int, cross: bool):
     calls = {
         "reference": batched(lambda p, a, b: jacobian_ntk(prior.apply, p, a, b)),
         "ours_auto": batched(lambda p, a, b: empirical_ntk(prior.apply, p, a, b)),
+        "ours_jacobian": batched(lambda p, a, b: empirical_ntk(prior.apply, p, a, b,
+                                                               method="jacobian")),
         "ours_ntvp": batched(lambda p, a, b: empirical_ntk(prior.apply, p, a, b,
                                                            method="ntvp")),
     }
@@ -111,13 +121,16 @@ def main(argv=None) -> dict:
         t = interleaved(calls, rounds, min_seconds)
         row = {"width": width, "points": n_points, "models": n_models, "cross": cross,
                "seconds": t, "max_rel_diff": diffs}
-        for name in ("ours_auto", "ours_ntvp"):
+        one = jax.tree.map(lambda a: a[0], case_params(width))
+        row["auto_method"] = choose_method(one, n_points, n_points if cross else 0)
+        for name in ("ours_auto", "ours_jacobian", "ours_ntvp"):
             row[f"ratio_{name}"] = float(np.median([r / o for r, o in
                                                     zip(t["reference"], t[name])]))
         results.append(row)
         print(f"width {width:5d} P={n_points:3d} models={n_models} "
               f"{'cross' if cross else 'sym  '}: reference {np.median(t['reference']):.2e} s, "
-              f"auto x{row['ratio_ours_auto']:.2f}, ntvp x{row['ratio_ours_ntvp']:.2f} "
+              f"auto ({row['auto_method']}) x{row['ratio_ours_auto']:.2f}, jacobian "
+              f"x{row['ratio_ours_jacobian']:.2f}, ntvp x{row['ratio_ours_ntvp']:.2f} "
               f"(max rel diff {max(diffs.values()):.1e})", flush=True)
     auto = [r["ratio_ours_auto"] for r in results]
     dev = jax.devices()

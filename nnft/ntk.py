@@ -12,9 +12,11 @@ of the parameter pytree. Two ways to compute it (:func:`empirical_ntk`):
   input followed by a jvp over the P inputs; columns are processed ``column_chunk`` at a
   time with ``lax.map``, so memory is ~ column_chunk x n_params, independent of P and Q.
 
-Both cost ~P Q n_params flops for an MLP; they differ in memory. ``method="auto"`` takes the
-Jacobian contraction unless its Jacobians would exceed ``memory_budget`` bytes, then the
-NTK-vector products (the choice is made from shapes only, at trace time).
+Both cost ~P Q n_params flops for an MLP; they differ in memory traffic. ``method="auto"``
+takes the Jacobian contraction while one model's per-example gradients ``(P + Q) x n_params``
+fit in ``jacobian_bytes`` (8 MiB: small networks, few points) and the NTK-vector products
+beyond (the choice is made from shapes only, at trace time). The threshold is where the two
+cross over on a CPU in ``benchmarks/ntk.py`` (MLPs of widths 64-1024 on 16-64 points).
 
 :func:`spectrum_stats` gives the collective variables of ntk-collective-variables:
 eigenvalues, trace, entropy of ``p_i = lambda_i / sum_j lambda_j``, effective rank
@@ -34,7 +36,9 @@ import jax.numpy as jnp
 from nnft import _validate as v
 
 METHODS = ("auto", "jacobian", "ntvp")
-#: bytes of per-example gradients above which "auto" switches to NTK-vector products
+#: bytes of one model's per-example gradients above which "auto" takes NTK-vector products
+JACOBIAN_BYTES = 2**23
+#: bytes of tangents that one lax.map step of the NTK-vector products may hold (all models)
 MEMORY_BUDGET = 2**30
 
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
@@ -47,10 +51,11 @@ def _n_params(params) -> tuple[int, int]:
     return n, itemsize
 
 
-def choose_method(params, n1: int, n2: int, memory_budget: int = MEMORY_BUDGET) -> str:
-    """``"jacobian"`` unless the ``(n1 + n2) x n_params`` gradients exceed the budget."""
+def choose_method(params, n1: int, n2: int, jacobian_bytes: int = JACOBIAN_BYTES) -> str:
+    """``"jacobian"`` while the ``(n1 + n2) x n_params`` gradients fit in ``jacobian_bytes``,
+    else ``"ntvp"``."""
     n, itemsize = _n_params(params)
-    return "jacobian" if (n1 + n2) * n * itemsize <= memory_budget else "ntvp"
+    return "jacobian" if (n1 + n2) * n * itemsize <= jacobian_bytes else "ntvp"
 
 
 def _per_example_grads(apply_fn: ApplyFn, params, x):
@@ -83,12 +88,13 @@ def _ntk_ntvp(apply_fn, params, x1, x2, column_chunk: int):
 
 
 def empirical_ntk(apply_fn: ApplyFn, params, x1, x2=None, *, method: str = "auto",
-                  column_chunk: int = 16, memory_budget: int = MEMORY_BUDGET) -> jax.Array:
+                  column_chunk: int = 16, jacobian_bytes: int = JACOBIAN_BYTES) -> jax.Array:
     """Empirical NTK ``(P, Q)`` of one network on ``x1`` (P, d) x ``x2`` (Q, d); x2=None: x1.
 
     ``apply_fn(params, x)`` evaluates one network at one input (a :class:`~nnft.Prior`'s
     ``apply``). ``method``: "auto" (by shape, see the module docstring), "jacobian" or
-    "ntvp". Jittable; vmap it over models or use :func:`batched_empirical_ntk`.
+    "ntvp"; ``column_chunk``: columns per ``lax.map`` step of "ntvp". Jittable; vmap it
+    over models or use :func:`batched_empirical_ntk`.
     """
     v.choice("method", method, METHODS)
     v.positive_int("column_chunk", column_chunk)
@@ -96,29 +102,30 @@ def empirical_ntk(apply_fn: ApplyFn, params, x1, x2=None, *, method: str = "auto
     x2 = None if x2 is None else jnp.asarray(x2)
     if method == "auto":
         method = choose_method(params, x1.shape[0], 0 if x2 is None else x2.shape[0],
-                               memory_budget)
+                               jacobian_bytes)
     if method == "jacobian":
         return _ntk_jacobian(apply_fn, params, x1, x2)
     return _ntk_ntvp(apply_fn, params, x1, x2, column_chunk)
 
 
-def batched_empirical_ntk(apply_fn: ApplyFn, params_batch, x1, x2=None, **kw) -> jax.Array:
+def batched_empirical_ntk(apply_fn: ApplyFn, params_batch, x1, x2=None, *,
+                          memory_budget: int = MEMORY_BUDGET, **kw) -> jax.Array:
     """Empirical NTKs ``(S, P, Q)`` of S models whose parameters are stacked on axis 0.
 
-    With ``method="auto"`` the memory rule counts all S models' gradients; on the
-    NTK-vector-product path the column chunk shrinks so S x chunk x n_params fits the budget.
+    The method is chosen per model as in :func:`empirical_ntk`; on the NTK-vector-product
+    path the column chunk shrinks so that S x chunk x n_params fits ``memory_budget`` bytes.
     """
     leaf = jax.tree.leaves(params_batch)[0]
     s = leaf.shape[0]
     one = jax.tree.map(lambda a: a[0], params_batch)
-    budget = kw.get("memory_budget", MEMORY_BUDGET)
     if kw.get("method", "auto") == "auto":
-        n1 = jnp.shape(x1)[0]
         n2 = 0 if x2 is None else jnp.shape(x2)[0]
-        kw = {**kw, "method": choose_method(one, s * n1, s * n2, budget)}
+        kw = {**kw, "method": choose_method(one, jnp.shape(x1)[0], n2,
+                                            kw.pop("jacobian_bytes", JACOBIAN_BYTES))}
     if kw["method"] == "ntvp" and "column_chunk" not in kw:
         n, itemsize = _n_params(one)
-        kw = {**kw, "column_chunk": int(max(1, min(16, budget // max(1, s * n * itemsize))))}
+        kw = {**kw, "column_chunk": int(max(1, min(16, memory_budget
+                                                   // max(1, s * n * itemsize))))}
     return jax.vmap(lambda p: empirical_ntk(apply_fn, p, x1, x2, **kw))(params_batch)
 
 
@@ -174,6 +181,7 @@ def relative_change(theta_t: jax.Array, theta_0: jax.Array) -> jax.Array:
 
 
 __all__ = [
+    "JACOBIAN_BYTES",
     "MEMORY_BUDGET",
     "METHODS",
     "SpectrumStats",

@@ -65,8 +65,9 @@ def test_batched_matches_one_by_one_and_methods_switch_by_memory():
         assert _rel_err(batched[s], _oracle(prior, one, x)) < 1e-5
     one = jax.tree.map(lambda a: a[0], params)
     assert choose_method(one, 6, 6) == "jacobian"
-    assert choose_method(one, 6, 6, memory_budget=100) == "ntvp"
-    small = batched_empirical_ntk(prior.apply, params, x, memory_budget=100)  # ntvp path
+    assert choose_method(one, 6, 6, jacobian_bytes=100) == "ntvp"
+    small = batched_empirical_ntk(prior.apply, params, x, jacobian_bytes=100,
+                                  memory_budget=100)  # ntvp path, one column at a time
     assert _rel_err(small, batched) < 1e-5
     with pytest.raises(ConfigError, match="method: got 'svd'; allowed values: auto"):
         empirical_ntk(prior.apply, one, x, method="svd")
