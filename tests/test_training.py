@@ -366,9 +366,10 @@ def test_training_card_runs_end_to_end(tmp_path):
         assert ds["G4c"].shape == (4, 3, 3, 3, 3)
 
 
+@pytest.mark.slow
 def test_models_split_over_four_cpu_devices():
     """The model axis is sharded over a Mesh of 4 (forced) CPU devices; the result equals
-    the single-device run to round-off."""
+    the single-device run to round-off. (Slow: a fresh process compiles everything, ~25 s.)"""
     import os
     import subprocess
     import sys
