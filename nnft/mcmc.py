@@ -453,14 +453,18 @@ def run_numpyro(target: Target, points, config: MCMCConfig = MCMCConfig(), *,
                 stop_after_chunks: int | None = None,
                 chain_method: str = "vectorized") -> MCMCResult:
     """``numpyro.infer.MCMC(NUTS(numpyro_model(target)))`` with the same chains, warmup,
-    draws and initial positions as :func:`run_nuts`; checkpointed per chunk (the
-    numpyro state is pickled atomically)."""
+    draws and initial positions as :func:`run_nuts`. With ``checkpoint_dir`` the draws
+    come in chunks of ``checkpoint_every``, each written atomically with the pickled
+    numpyro state; without it, in one ``MCMC.run`` (numpyro recompiles its sampler on
+    every ``run`` call, so chunks cost a compilation each)."""
     from numpyro.infer import MCMC, NUTS
 
     pts = as_points(points, target.prior.input_dim)
     c = config
-    n_chunks, chunk = _chunking(c.samples, c.checkpoint_every)
     ckpt = None if checkpoint_dir is None else Path(checkpoint_dir)
+    # numpyro's MCMC.run compiles anew on every call: chunk only when checkpointing
+    chunked = ckpt is not None or stop_after_chunks is not None
+    n_chunks, chunk = _chunking(c.samples, c.checkpoint_every if chunked else c.samples)
     fingerprint = _fingerprint(target, pts, c, chunk) + "numpyro"
     kernel = NUTS(numpyro_model(target, pts), target_accept_prob=c.target_accept,
                   max_tree_depth=c.max_tree_depth)
