@@ -37,7 +37,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -52,6 +51,7 @@ from nnft.ensemble import make_chunk_step, network_keys
 from nnft.estimators import moment_estimator
 from nnft.priors.base import fields
 from nnft.priors.cos import CosNet
+from nnft.results import write_json
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "ensemble.json"
@@ -262,20 +262,6 @@ def loadavg() -> list | None:
     return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
-def write_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
@@ -391,7 +377,7 @@ def main(argv=None) -> dict:
         "chunk_sweep_width1000_order4_networks_per_s": {str(c): r for c, r in chunk_rates.items()},
         "d_memory": {"width": mem_width, "chunk": mem_chunk, **mem},
     }
-    write_atomically(args.out, payload)
+    write_json(payload, args.out)
     print_table(payload)
     print(f"\nwrote {args.out}")
     return payload

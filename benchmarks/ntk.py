@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,23 +31,10 @@ import numpy as np
 
 from nnft.ntk import choose_method, empirical_ntk, jacobian_ntk
 from nnft.priors.mlp import MLP
+from nnft.results import write_json
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "ntk.json"
-
-
-def write_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _prior(width: int) -> MLP:
@@ -147,7 +132,7 @@ def main(argv=None) -> dict:
         "ratio_auto_min": float(min(auto)), "ratio_auto_median": float(np.median(auto)),
         "met": bool(min(auto) >= 1.0),
     }
-    write_atomically(args.out, payload)
+    write_json(payload, args.out)
     print(f"auto: min ratio {min(auto):.2f}, median {np.median(auto):.2f}; wrote {args.out}")
     return payload
 

@@ -76,6 +76,7 @@ import numpy as np
 from nnft.insertion import Box, Interaction, make_target, numpyro_model, phi4, unflatten_sites
 from nnft.mcmc import MCMCConfig, initial_positions, run_nuts
 from nnft.priors.cos import CosNet
+from nnft.results import write_json
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -486,20 +487,6 @@ def _meta(args, params: dict) -> dict:
     }
 
 
-def write_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
@@ -550,7 +537,7 @@ def main(argv=None) -> dict:
     meta["loadavg_end"] = loadavg()
     meta["benchmark_seconds"] = time.perf_counter() - t_start
     payload = {"meta": meta, "a_ess": per_width, "b_devices": scale}
-    write_atomically(args.out, payload)
+    write_json(payload, args.out)
     print_table(payload)
     print(f"\nwrote {args.out}")
     return payload

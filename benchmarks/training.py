@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +37,7 @@ import optax
 
 from nnft.priors.base import fields
 from nnft.priors.mlp import MLP
+from nnft.results import write_json
 from nnft.training import (
     TrainingConfig,
     learning_rate_scales,
@@ -132,20 +131,6 @@ def interleaved(calls: dict, rounds: int) -> dict:
     return times
 
 
-def write_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps and rounds")
@@ -188,7 +173,7 @@ def main(argv=None) -> dict:
         "met_vs_loop_compiled": all(c["speedup_vs_loop_compiled"] >= 10
                                     for c in cases.values()),
     }
-    write_atomically(args.out, payload)
+    write_json(payload, args.out)
     print(f"wrote {args.out}")
     return payload
 
