@@ -148,10 +148,11 @@ def _on_devices(n):
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow
 def test_chains_on_one_and_four_devices_agree():
     """The same draws whether chains are vmapped on one device or split over four.
     In float64: NUTS trees amplify round-off, so float32 chains that XLA vectorises
-    differently agree in distribution only."""
+    differently agree in distribution only. (Slow: two fresh processes compile NUTS.)"""
     one, four = _on_devices(1), _on_devices(4)
     assert (one["devices"], four["devices"]) == (1, 4)
     np.testing.assert_allclose(one["z"], four["z"], rtol=1e-4, atol=1e-5)
