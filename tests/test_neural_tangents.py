@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from nnft.ntk import empirical_ntk
 from nnft.priors.base import fields
 from nnft.priors.mlp import MLP
 
@@ -71,8 +72,9 @@ def test_kernels_match_neural_tangents(nt_kernels, i):
 
 
 def test_empirical_ntk_matches_neural_tangents(tmp_path):
-    """Same parameters, two codes: J J^T here and ``nt.empirical_ntk_fn`` there, in float64."""
-    cases, ours = [], []
+    """Same parameters, two codes: J J^T and ``nnft.empirical_ntk`` here,
+    ``nt.empirical_ntk_fn`` there, in float64."""
+    cases, ours, fast = [], [], []
     with jax.enable_x64(True):
         for k, c in enumerate(EMPIRICAL_CASES):
             prior = mlp(c, dtype="float64")
@@ -94,6 +96,10 @@ def test_empirical_ntk_matches_neural_tangents(tmp_path):
             flat = [np.concatenate([np.asarray(a).reshape(len(x), -1) for a in jax.tree.leaves(j)],
                                    axis=1) for j, x in ((j1, X1), (j2, X2))]
             ours.append(flat[0] @ flat[1].T)
+            fast.append([np.asarray(empirical_ntk(prior.apply, params, X1, X2, method=m))
+                         for m in ("jacobian", "ntvp")])
     results = nt_run({"x1": X1.tolist(), "x2": X2.tolist(), "x64": True, "cases": cases})["results"]
-    for mine, ref in zip(ours, results):
+    for mine, both, ref in zip(ours, fast, results):
         np.testing.assert_allclose(mine, ref["ntk"], rtol=1e-10, atol=1e-12)
+        for lib in both:  # nnft.empirical_ntk, both contraction methods
+            np.testing.assert_allclose(lib, ref["ntk"], rtol=1e-10, atol=1e-12)
