@@ -200,13 +200,13 @@ def test_diagnostics_report_divergences_and_nonfinite_values():
     assert "R-hat" in text
 
 
-def _card(tmp_coupling=0.05, **mcmc):
+def _card(coupling=0.05, **mcmc):
     return parse_card({
         "architecture": {"name": "cos-net", "d": 1, "width": 4, "sigma_w0": 1.2,
                          "sigma_w1": 0.9},
         "sampling": {"n_samples": 64 * 200, "seed": 3},
         "correlators": {"points": [0.0, 0.4, 0.9], "orders": [2, 4]},
-        "interaction": {"potential": "phi4", "coupling": tmp_coupling, "box": 2.0,
+        "interaction": {"potential": "phi4", "coupling": coupling, "box": 2.0,
                         "nodes": 16},
         "mcmc": {"chains": 2, "warmup": 60, "samples": 200, **mcmc},
     })
