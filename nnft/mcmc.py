@@ -1024,16 +1024,9 @@ def run_mcmc_card(card, out_dir, *, resume: bool = False, progress: bool = True,
         summary["crosschecks"]["n_free_draws"] = checks.n_samples
         summary["crosschecks"]["reweighting_ess"] = checks.ess[0] if checks.ess else None
     if free:
-        summary["z"] = {n: report.z_summary(getattr(corr, results.QUANTITIES[n][0])
-                                            [results.QUANTITIES[n][1]].value,
-                                            getattr(corr, results.QUANTITIES[n][0])
-                                            [results.QUANTITIES[n][1]].stderr, theory[n])
-                        for n in ("G2", "G4c", "G6c") if n in names and theory.get(n) is not None}
+        summary["z"] = report.z_summaries(corr, theory)
     results.write_json(summary, out_dir / "summary.json")
-    if 2 in corr.full:
-        report.plot_g2(out_dir / "g2.png", prior, corr, card.points, theory.get("G2"))
-    if 4 in corr.full:
-        report.plot_g4c(out_dir / "g4c.png", prior, corr, card.points, theory.get("G4c"))
+    report.plot_correlators(out_dir, prior, corr, card.points, theory)
     if tables and not free:
         plot_crosschecks(out_dir / "crosschecks.png", tables, prior, coupling)
     _print(console, prior, interaction, config, corr, theory, tables, diag, blocking, checks,

@@ -58,16 +58,9 @@ def run_single(card, out_dir: Path, *, resume=False, progress=True, console=None
                          out_dir / "results.nc")
     summary = results.summary(corr, res.points, theory, prior.hyperparameters())
     summary["seconds"] = res.seconds
-    summary["z"] = {n: report.z_summary(getattr(corr, results.QUANTITIES[n][0])
-                                        [results.QUANTITIES[n][1]].value,
-                                        getattr(corr, results.QUANTITIES[n][0])
-                                        [results.QUANTITIES[n][1]].stderr, theory[n])
-                    for n in ("G2", "G4c", "G6c") if n in names and theory.get(n) is not None}
+    summary["z"] = report.z_summaries(corr, theory)
     results.write_json(summary, out_dir / "summary.json")
-    if 2 in corr.full:
-        report.plot_g2(out_dir / "g2.png", prior, corr, res.points, theory.get("G2"))
-    if 4 in corr.full:
-        report.plot_g4c(out_dir / "g4c.png", prior, corr, res.points, theory.get("G4c"))
+    report.plot_correlators(out_dir, prior, corr, res.points, theory)
     report.print_report(console, corr, res.points, theory, _header(prior, res))
     return summary
 

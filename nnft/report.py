@@ -31,6 +31,25 @@ def z_summary(value, stderr, theory) -> dict:
             "frac_abs_z_lt_1": float(np.mean(np.abs(z) < 1)) if z.size else None}
 
 
+def z_summaries(correlators, theory: dict) -> dict:
+    """:func:`z_summary` of each measured G2 / G4c / G6c that has an exact theory."""
+    out = {}
+    for name in ("G2", "G4c", "G6c"):
+        kind, order = QUANTITIES[name]
+        if order in getattr(correlators, kind) and theory.get(name) is not None:
+            est = getattr(correlators, kind)[order]
+            out[name] = z_summary(est.value, est.stderr, theory[name])
+    return out
+
+
+def plot_correlators(out_dir: Path, prior, correlators, points, theory: dict) -> None:
+    """``g2.png`` and ``g4c.png`` in ``out_dir`` for the orders that were measured."""
+    if 2 in correlators.full:
+        plot_g2(Path(out_dir) / "g2.png", prior, correlators, points, theory.get("G2"))
+    if 4 in correlators.full:
+        plot_g4c(Path(out_dir) / "g4c.png", prior, correlators, points, theory.get("G4c"))
+
+
 def _fmt_point(x) -> str:
     x = np.atleast_1d(x)
     return "(" + ", ".join(f"{c:g}" for c in x) + ")" if x.size > 1 else f"{x[0]:g}"
