@@ -36,6 +36,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as Spec
 
 from nnft import _validate as v
+from nnft._progress import progress_bar, width_label
 from nnft.estimators import Correlators, MomentState, moment_estimator
 from nnft.priors.base import Prior, as_points, fields
 
@@ -180,7 +181,8 @@ def run(
         state = jax.device_put(state, replicated)
         step = make_chunk_step(prior, len(pts), max_order, n_batches, chunk, mesh)
         points_dev = jnp.asarray(pts, jnp.dtype(getattr(prior, "dtype", "float32")))
-        bar = _progress(progress and jax.process_index() == 0, n_samples, done, prior)
+        bar = progress_bar(progress and jax.process_index() == 0, n_samples,
+                           width_label(prior), "networks", done)
         chunks_run = 0
         with bar as (advance):
             while done < n_samples:
@@ -208,21 +210,3 @@ class RunInterrupted(RuntimeError):
         self.done, self.total = done, total
 
 
-@contextlib.contextmanager
-def _progress(enabled: bool, total: int, done: int, prior: Prior):
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("networks"), TimeRemainingColumn(), transient=False) as bar:
-        task = bar.add_task(f"{prior.name} N={getattr(prior, 'width', '?')}", total=total,
-                            completed=done)
-        yield lambda n: bar.update(task, completed=n)

@@ -25,15 +25,12 @@ unconstrained coordinates of :func:`nnft.insertion.make_target`:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import itertools
 import json
 import math
-import os
 import pickle
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -45,6 +42,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as Spec
 
 from nnft import _validate as v
+from nnft._progress import progress_bar, width_label
 from nnft._validate import ConfigError
 from nnft.cumulants import cumulants_from_moments
 from nnft.ensemble import RunInterrupted, network_keys
@@ -61,6 +59,7 @@ from nnft.insertion import (
     unflatten_sites,
 )
 from nnft.priors.base import Prior, as_points, fields
+from nnft.results import _atomic_write
 
 SAMPLERS = ("blackjax", "numpyro")
 WARMUP_FILE = "mcmc-warmup.npz"
@@ -215,33 +214,20 @@ class MCMCResult:
 
 def write_inference_data(idata, path: Path) -> None:
     """``idata.to_netcdf`` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        idata.to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    _atomic_write(Path(path), lambda tmp: idata.to_netcdf(tmp, engine="h5netcdf"))
 
 
 # -----------------------------------------------------------------------------
 # checkpoints
 # -----------------------------------------------------------------------------
 def _save_atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    """``write(fh)`` into a binary file, atomically (:func:`nnft.results._atomic_write`)."""
+
+    def to_tmp(tmp):
+        with open(tmp, "wb") as fh:
             write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+
+    _atomic_write(Path(path), to_tmp)
 
 
 def _savez(path: Path, **arrays) -> None:
@@ -406,7 +392,8 @@ def run_nuts(target: Target, points, config: MCMCConfig = MCMCConfig(), *, devic
     state = (warm["position"], warm["logdensity"], warm["grad"])
     chunks, run_now, t1 = [], 0, time.perf_counter()
     resumed_seconds = 0.0
-    with _progress(progress, c.samples, target.prior) as advance:
+    with progress_bar(progress, c.samples, f"NUTS {width_label(target.prior)}",
+                      "draws per chain") as advance:
         for k in range(n_chunks):
             path = None if ckpt is None else ckpt / _chunk_file(k)
             if resume and path is not None and path.exists():
@@ -498,7 +485,8 @@ def run_numpyro(target: Target, points, config: MCMCConfig = MCMCConfig(), *,
                 "diverging": np.sum(np.asarray(extra["diverging"]), axis=1),
                 "seconds": time.perf_counter() - t0}
     t1 = time.perf_counter()
-    with _progress(progress, c.samples, target.prior) as advance:
+    with progress_bar(progress, c.samples, f"NUTS {width_label(target.prior)}",
+                      "draws per chain") as advance:
         advance(min(done * chunk, c.samples))
         for k in range(done, n_chunks):
             tk = time.perf_counter()
@@ -547,19 +535,6 @@ def sample(prior: Prior, interaction: Interaction | None, points,
         kwargs.pop("devices", None)
         return run_numpyro(target, points, config, **kwargs)
     return run_nuts(target, points, config, **kwargs)
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool, total: int, prior: Prior):
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("draws per chain")) as bar:
-        task = bar.add_task(f"NUTS {prior.name} N={getattr(prior, 'width', '?')}", total=total)
-        yield lambda n: bar.update(task, completed=n)
 
 
 # -----------------------------------------------------------------------------

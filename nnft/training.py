@@ -41,7 +41,6 @@ at a schedule of measurement times -> the streaming estimator -> an xarray Datas
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -56,6 +55,7 @@ import numpy as np
 import optax
 
 from nnft import _validate as v
+from nnft._progress import progress_bar, width_label
 from nnft._validate import ConfigError
 from nnft.ensemble import RunInterrupted
 from nnft.estimators import moment_estimator
@@ -667,7 +667,8 @@ def train_ensemble(prior: Prior, data: Data, config: TrainingConfig, *,
         ref = saved["ref"]
         records, estimates, start = saved["records"], saved["estimates"], saved["next"]
 
-    with _progress_bar(progress, config.steps, times[start - 1] if start else 0, prior) as adv:
+    with progress_bar(progress, config.steps, f"training {width_label(prior)}", "steps",
+                      times[start - 1] if start else 0) as adv:
         for k in range(start, len(times)):
             gap = times[k] - (times[k - 1] if k > 0 else 0)
             if gap > 0:
@@ -768,26 +769,6 @@ def _dataset(records, estimates, times, data: Data, config: TrainingConfig):
     if data.y_test is not None:
         coords["y_test"] = (("point",), data.y_test)
     return xr.Dataset(vars_, coords=coords)
-
-
-@contextlib.contextmanager
-def _progress_bar(enabled: bool, total: int, done: int, prior):
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("steps"), TimeRemainingColumn()) as bar:
-        task = bar.add_task(f"training {prior.name} N={getattr(prior, 'width', '?')}",
-                            total=total, completed=done)
-        yield lambda n: bar.update(task, completed=n)
 
 
 # ---------------------------------------------------------------------------
