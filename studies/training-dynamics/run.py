@@ -3,11 +3,15 @@
     python studies/training-dynamics/run.py [--quick] [--out DIR]
 
 (a) Frozen NTK. Ensembles of S = 256 one-hidden-layer MLPs (NTK parameterisation, erf and
-    relu, b_std = 0.2) trained by full-batch GD (lr 1, mean-normalised squared loss, so the
-    frozen-NTK rate is eta/n) on the built-in 1-d "sine" set (n = 8), at widths 256, 1024,
-    4096. The ensemble mean G1(x, t) at 8 test points and t = 10, 100, 1000 against
+    relu, b_std = 0.2) trained by full-batch GD (mean-normalised squared loss, so the
+    frozen-NTK rate is eta/n) at widths 256, 1024, 4096. The ensemble mean G1(x, t) at 8 test
+    points and t = 10, 100, 1000 against
     mu_t(x) = Theta(x,X) Theta(X,X)^{-1} (1 - (1 - eta Theta/n)^t) y: z-scores per width and
-    the log-log slope of the largest deviation against N (expect -1).
+    the log-log slope of the largest deviation against N. Two 1-d training sets
+    (``--frozen-set``): "pair" (default; x = -1.5, 1.5, y = sin(pi x / 2), lr 0.02), on which
+    the NTK is well conditioned (lambda_min / lambda_max = 0.96 relu, 0.068 erf), and "sine8"
+    (the built-in 8-point "sine" set, lr 1; condition 4e-4 for relu), on which finite-width
+    kernel fluctuations, amplified by 1 / condition in the slow modes, dominate for relu.
 (b) NTK drift and coordinate check. Depth-2 erf MLPs, S = 16 per width, widths 128 .. 1024,
     full-batch GD at a width-independent base rate (times ``MLP.learning_rate_scale()``, 1 for
     ntk and mup). Relative NTK change ||Theta_T - Theta_0|| / ||Theta_0|| on the 8 training
@@ -15,6 +19,9 @@
     change of the last hidden layer's activations after 5 steps against width: flat under
     mup, falling like N^{-1/2} under ntk; also per model divided by the rms output change
     (both are set by the model's initial residual, whose spread dominates the error bars).
+(c) NTK drift over a wide range of widths. One-hidden-layer erf and relu MLPs, S = 32,
+    widths 128 .. 32768, ntk and mup, same training as (b): smooth erf falls like 1/N, relu
+    (whose phi' jumps where a pre-activation crosses zero) like N^{-1/2}.
 
 Writes ``results.json`` and ``frozen_ntk.png``, ``ntk_drift.png``, ``coord_check.png`` into
 ``--out`` (default: this folder). Uses only the public API.
@@ -23,6 +30,7 @@ Writes ``results.json`` and ``frozen_ntk.png``, ``ntk_drift.png``, ``coord_check
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -31,21 +39,34 @@ import numpy as np
 import nnft
 from nnft.results import write_json
 from nnft.scaling import loglog_slope
-from nnft.training import TrainingConfig, regression_data, train_ensemble
+from nnft.training import (TrainingConfig, make_data, regression_data, sine_target,
+                           train_ensemble)
 
 HERE = Path(__file__).resolve().parent
 TEST_POINTS = np.linspace(-1.75, 1.75, 8)[:, None]
 
 
-def frozen_ntk_scan(widths, n_models, activations, steps=1000, times=(10, 100, 1000)):
-    data = regression_data(0, 8, x_test=TEST_POINTS)
+FROZEN_SETS = {"pair": 0.02, "sine8": 1.0}  # training set -> learning rate
+
+
+def frozen_data(name: str):
+    if name == "sine8":
+        return regression_data(0, 8, x_test=TEST_POINTS)
+    x = np.array([[-1.5], [1.5]])
+    return make_data(x, sine_target(x), TEST_POINTS, sine_target(TEST_POINTS))
+
+
+def frozen_ntk_scan(widths, n_models, activations, steps=1000, times=(10, 100, 1000),
+                    frozen_set="pair"):
+    data = frozen_data(frozen_set)
+    lr = FROZEN_SETS[frozen_set]
     out = {}
     for act in activations:
         rows = []
         for width in widths:
             prior = nnft.MLP(d=1, width=width, depth=1, activation=act,
                              parameterization="ntk", b_std=0.2)
-            cfg = TrainingConfig(learning_rate=1.0, steps=steps, measure=times,
+            cfg = TrainingConfig(learning_rate=lr, steps=steps, measure=times,
                                  n_models=n_models, n_batches=32, ntk=False)
             t0 = time.perf_counter()
             ds = train_ensemble(prior, data, cfg).dataset
@@ -68,20 +89,26 @@ def frozen_ntk_scan(widths, n_models, activations, steps=1000, times=(10, 100, 1
             vals = [r["max_abs_dev"][k] for r in rows]
             errs = [r["dev_stderr_at_max"][k] for r in rows]
             slopes[str(t)] = loglog_slope(widths, vals, errs)
-        out[act] = {"rows": rows, "slope_of_max_dev": slopes}
+        theta = np.asarray(nnft.MLP(d=1, width=widths[0], depth=1, activation=act,
+                                    parameterization="ntk", b_std=0.2).ntk(data.x, data.x))
+        ev = np.linalg.eigvalsh(theta)
+        out[act] = {"rows": rows, "slope_of_max_dev": slopes, "training_set": frozen_set,
+                    "n_models": n_models,
+                    "learning_rate": lr, "ntk_condition": float(ev[0] / ev[-1])}
         print(f"[a] {act}: slope of max|dev| vs N: "
               + ", ".join(f"t={t}: {s['slope']:+.2f} ± {s['slope_err']:.2f}"
                           for t, s in slopes.items()), flush=True)
     return out
 
 
-def drift_scan(widths, n_models, parameterizations, steps=100, coord_step=5, lr=0.5):
+def drift_scan(widths, n_models, parameterizations, steps=100, coord_step=5, lr=0.5,
+               depth=2, activation="erf"):
     data = regression_data(1, 8, x_test=TEST_POINTS)
     out = {}
     for par in parameterizations:
         rows = []
         for width in widths:
-            prior = nnft.MLP(d=1, width=width, depth=2, activation="erf",
+            prior = nnft.MLP(d=1, width=width, depth=depth, activation=activation,
                              parameterization=par)
             cfg = TrainingConfig(learning_rate=lr, steps=steps, measure=(coord_step, steps),
                                  n_models=n_models, n_batches=min(8, n_models), max_order=2)
@@ -111,7 +138,7 @@ def drift_scan(widths, n_models, parameterizations, steps=100, coord_step=5, lr=
                                                        float(np.std(ratio[ok], ddof=1)
                                                              / np.sqrt(ok.sum()))),
                          "train_loss_final": float(np.median(ds["train_loss"].values[-1][ok]))})
-            print(f"[b] {par} N={width}: drift {drift[0]:.4g}±{drift[1]:.2g}, coord "
+            print(f"[b] {activation} depth {depth} {par} N={width}: drift {drift[0]:.4g}±{drift[1]:.2g}, coord "
                   f"{coord[0]:.4g}±{coord[1]:.2g}, loss {rows[-1]['train_loss_final']:.3g} "
                   f"({rows[-1]['seconds']:.0f} s)", flush=True)
         fits = {}
@@ -120,7 +147,7 @@ def drift_scan(widths, n_models, parameterizations, steps=100, coord_step=5, lr=
             fits[name] = loglog_slope(widths, [r[name][0] for r in rows],
                                       [r[name][1] for r in rows])
         out[par] = {"rows": rows, "slopes": fits}
-        print(f"[b] {par}: slopes " + ", ".join(f"{k}: {f['slope']:+.3f} ± {f['slope_err']:.3f}"
+        print(f"[b] {activation} depth {depth} {par}: slopes " + ", ".join(f"{k}: {f['slope']:+.3f} ± {f['slope_err']:.3f}"
                                              for k, f in fits.items()), flush=True)
     return out
 
@@ -132,24 +159,23 @@ def plots(out_dir: Path, a: dict, b: dict, widths_a, widths_b):
     import matplotlib.pyplot as plt
 
     if a:
-        fig, axes = plt.subplots(1, len(a), figsize=(5 * len(a), 4), squeeze=False)
+        # the widest ensemble's mean +- stderr at the 8 test points on the frozen-NTK mean
+        fig, axes = plt.subplots(1, len(a), figsize=(5.5 * len(a), 4), squeeze=False)
+        xs = TEST_POINTS[:, 0]
         for ax, (act, res) in zip(axes[0], a.items()):
-            times = res["rows"][0]["times"]
-            for k, t in enumerate(times):
+            row = res["rows"][-1]
+            for k, t in enumerate(row["times"]):
                 if t == 0:
                     continue
-                ax.errorbar(widths_a, [r["max_abs_dev"][k] for r in res["rows"]],
-                            yerr=[r["dev_stderr_at_max"][k] for r in res["rows"]], fmt="o-",
-                            capsize=3, label=f"t = {t}: slope "
-                            f"{res['slope_of_max_dev'][str(t)]['slope']:+.2f}")
-            n = np.array(widths_a, float)
-            ax.plot(n, res["rows"][0]["max_abs_dev"][-1] * n[0] / n, "k--", lw=1, label="1/N")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("width N")
-            ax.set_ylabel(r"max$_x$ |G1(x,t) - $\mu_t$(x)|")
-            ax.set_title(f"{act}: ensemble mean vs frozen NTK")
-            ax.legend(fontsize=7)
+                line, = ax.plot(xs, row["theory"][k], "-", lw=1, label=f"theory, t = {t}")
+                ax.errorbar(xs, row["G1"][k], yerr=row["stderr"][k], fmt="o", ms=3,
+                            capsize=3, color=line.get_color(),
+                            label=f"N = {row['width']}: max|z| = {row['max_abs_z'][k]:.2f}")
+            ax.set_xlabel("x")
+            ax.set_ylabel("ensemble mean G1(x, t)")
+            ax.set_title(f"{act}: {len(xs)} test points, S = {res.get('n_models', '')} nets, "
+                         f"{res.get('training_set', '')} set", fontsize=9)
+            ax.legend(fontsize=6)
         fig.tight_layout()
         fig.savefig(out_dir / "frozen_ntk.png", dpi=120)
         plt.close(fig)
@@ -175,27 +201,79 @@ def plots(out_dir: Path, a: dict, b: dict, widths_a, widths_b):
         plt.close(fig)
 
 
+def plot_wide_drift(out_dir: Path, c: dict, widths) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for label, res in c.items():
+        for par, r in res.items():
+            fit = r["slopes"]["ntk_rel_change"]
+            ax.errorbar(widths, [row["ntk_rel_change"][0] for row in r["rows"]],
+                        yerr=[row["ntk_rel_change"][1] for row in r["rows"]], fmt="o-",
+                        capsize=3, label=f"{label}, {par}: slope {fit['slope']:+.2f} ± "
+                        f"{fit['slope_err']:.2f}")
+    n = np.array(widths, float)
+    y0 = next(iter(c.values()))["ntk"]["rows"][0]["ntk_rel_change"][0]
+    ax.plot(n, y0 * (n / n[0]) ** -0.5, "k:", lw=1, label=r"$N^{-1/2}$")
+    ax.plot(n, y0 * (n / n[0]) ** -1.0, "k--", lw=1, label=r"$N^{-1}$")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("width N")
+    ax.set_ylabel(r"$||\Theta_T - \Theta_0|| / ||\Theta_0||$, T = 100, depth 1")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "ntk_drift_wide.png", dpi=120)
+    plt.close(fig)
+
+
+PARTS = ("frozen", "drift", "drift-wide")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer widths and models")
     ap.add_argument("--out", type=Path, default=HERE)
-    ap.add_argument("--skip-a", action="store_true")
-    ap.add_argument("--skip-b", action="store_true")
+    ap.add_argument("--parts", default=",".join(PARTS),
+                    help=f"comma-separated subset of {PARTS}; the others are kept from an "
+                    "existing results file")
+    ap.add_argument("--frozen-set", choices=tuple(FROZEN_SETS), default="pair")
     args = ap.parse_args()
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    bad = sorted(set(parts) - set(PARTS))
+    if bad:
+        ap.error(f"--parts: unknown {bad}; allowed: {', '.join(PARTS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     widths_a = (256, 1024) if args.quick else (256, 1024, 4096)
     widths_b = (128, 256, 512) if args.quick else (128, 256, 512, 1024)
+    widths_c = (128, 1024, 8192) if args.quick else (128, 512, 2048, 8192, 32768)
     t0 = time.perf_counter()
     name = "results-quick.json" if args.quick else "results.json"
-    b = {} if args.skip_b else drift_scan(widths_b, 8 if args.quick else 16, ("ntk", "mup"))
-    write_json({"drift": b, "widths_b": widths_b, "partial": True}, args.out / name)
-    a = {} if args.skip_a else frozen_ntk_scan(widths_a, 64 if args.quick else 256,
-                                               ("erf",) if args.quick else ("erf", "relu"))
-    results = {"frozen_ntk": a, "drift": b, "widths_a": widths_a, "widths_b": widths_b,
-               "quick": args.quick, "seconds": time.perf_counter() - t0}
-    write_json(results, args.out / name)
-    plots(args.out, a, b, widths_a, widths_b)
-    print(f"wrote {args.out} in {results['seconds']:.0f} s")
+    path = args.out / name
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results.update(widths_a=widths_a, widths_b=widths_b, widths_c=widths_c, quick=args.quick)
+    frozen_key = "frozen_ntk" if args.frozen_set == "pair" else f"frozen_ntk_{args.frozen_set}"
+    if "drift" in parts:
+        results["drift"] = drift_scan(widths_b, 8 if args.quick else 16, ("ntk", "mup"))
+        write_json(results, path)
+    if "drift-wide" in parts:
+        results["drift_wide"] = {
+            f"{act} depth 1": drift_scan(widths_c, 8 if args.quick else 32, ("ntk", "mup"),
+                                         depth=1, activation=act)
+            for act in ("erf", "relu")}
+        write_json(results, path)
+    if "frozen" in parts:
+        results[frozen_key] = frozen_ntk_scan(widths_a, 64 if args.quick else 256,
+                                              ("erf", "relu"), frozen_set=args.frozen_set)
+    results["seconds_last_run"] = time.perf_counter() - t0
+    write_json(results, path)
+    plots(args.out, results.get("frozen_ntk", {}), results.get("drift", {}), widths_a,
+          widths_b)
+    if "drift_wide" in results:
+        plot_wide_drift(args.out, results["drift_wide"], widths_c)
+    print(f"wrote {path} in {results['seconds_last_run']:.0f} s")
 
 
 if __name__ == "__main__":
