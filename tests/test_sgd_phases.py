@@ -1,0 +1,140 @@
+"""The sgd-phase-diagram study (studies/sgd_phases): the written-out SGD against autodiff,
+observables on cases with known answers, Marchenko-Pastur at initialisation, and the reduced
+grid end to end (resume, worker processes)."""
+
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+STUDY = Path(__file__).resolve().parents[1] / "studies" / "sgd_phases"
+sys.path.insert(0, str(STUDY))
+
+import run as study
+import teacher_student as ts
+
+from nnft._validate import ConfigError
+from nnft.ensemble import RunInterrupted
+from nnft.random_matrix import ks_marchenko_pastur
+
+SMALL = ts.Grid(eps=(0.5, 4.0), inv_sigma=(1.0, 8.0, 0.5), n_teachers=2, steps=7, n_train=40,
+                n_test=10)
+
+
+def _loss(w, a, y, w3):
+    return 0.5 * jnp.mean((jnp.tanh(a @ w.T) @ w3 - y) ** 2)
+
+
+def test_teacher_is_the_network_and_a_perfect_student_does_not_move():
+    t = ts.teachers(SMALL, 0, 2)
+    _, _, y_hat = ts.forward(jnp.asarray(t.w2), jnp.asarray(t.a_test), jnp.asarray(t.w3))
+    np.testing.assert_allclose(y_hat, t.y_test, atol=1e-6)
+    grad = ts.batch_gradient(jnp.asarray(t.w2), jnp.asarray(t.a_train), jnp.asarray(t.y_train),
+                             jnp.asarray(t.w3))
+    assert float(jnp.max(jnp.abs(grad))) < 1e-6
+
+
+def test_written_out_gradient_is_autodiff():
+    t = ts.teachers(SMALL, 0, 1)
+    with jax.enable_x64(True):
+        w = jnp.asarray(ts.student_init(SMALL, 0, 1)[0, 1, 2], jnp.float64)
+        a, y, w3 = (jnp.asarray(x[0], jnp.float64) for x in (t.a_train, t.y_train, t.w3))
+        got = ts.batch_gradient(w, a, y, w3)
+        ref = jax.grad(_loss)(w, a, y, w3)
+        np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-14)
+
+
+def test_vmapped_sgd_equals_a_loop_over_models_with_autodiff():
+    """Float64: at eps = 4 the float32 trajectories of two correct codes part by ~1e-4 in
+    7 steps (round-off grows), so the comparison is made where round-off is negligible."""
+    t = ts.teachers(SMALL, 0, 2)
+    w0 = ts.student_init(SMALL, 0, 2).astype(np.float64)
+    with jax.enable_x64(True):
+        t64 = jax.tree.map(jnp.asarray, t)
+        got = ts.train_steps(jnp.asarray(w0), t64, jnp.asarray(SMALL.eps), 0, SMALL.steps)
+        ref = np.array(w0)
+        step = jax.jit(lambda w, a, y, w3, eps: w - eps * jax.grad(_loss)(w, a, y, w3))
+        for k in range(2):
+            for e, eps in enumerate(SMALL.eps):
+                for s in range(len(SMALL.inv_sigma)):
+                    w = jnp.asarray(w0[k, e, s])
+                    for i in range(SMALL.steps):
+                        idx = t.order[k, i]
+                        w = step(w, t64.a_train[k, idx], t64.y_train[k, idx], t64.w3[k], eps)
+                    ref[k, e, s] = w
+        np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_data_order_is_a_permutation_per_epoch():
+    grid = ts.Grid(n_teachers=1, steps=25, n_train=40, batch=4)
+    order = ts.teacher(grid, 0)["order"]  # (steps, batch)
+    epoch = order[:10].ravel()
+    assert sorted(epoch) == list(range(40))
+    assert not np.array_equal(order[:10], order[10:20])
+
+
+def test_feature_time_correlation_and_alignment_known_cases():
+    rng = np.random.default_rng(0)
+    phi = jnp.asarray(np.tanh(rng.standard_normal((3, 50, 16))))
+    # G(t, t) of fixed features is the mean square feature; +-1 features give 1
+    np.testing.assert_allclose(ts.feature_overlap(phi, phi), np.mean(np.asarray(phi) ** 2,
+                                                                     axis=(1, 2)), rtol=1e-6)
+    signs = jnp.sign(phi)
+    np.testing.assert_allclose(ts.feature_overlap(signs, signs), 1.0)
+    # independent features decorrelate
+    other = jnp.asarray(np.tanh(rng.standard_normal((3, 50, 16))))
+    assert float(jnp.max(jnp.abs(ts.feature_overlap(phi, other)))) < 0.1
+    # features equal to the field h = y W3 are perfectly aligned; flipped, anti-aligned
+    y = jnp.asarray(rng.standard_normal((3, 50)))
+    w3 = jnp.asarray(rng.standard_normal((3, 16)))
+    h = y[..., None] * w3[:, None, :]
+    np.testing.assert_allclose(ts.alignment(0.3 * h, y, w3), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(ts.alignment(-h, y, w3), -1.0, rtol=1e-6)
+
+
+def test_initial_spectrum_is_marchenko_pastur_for_every_sigma():
+    grid = ts.Grid(eps=(1.0,), n_teachers=100)
+    w = ts.student_init(grid, 0, 100)  # (100, 1, 12, 16, 32)
+    ev = np.asarray(ts.eigenvalues_x(jnp.asarray(w)))[:, 0]  # (100, 12, 16)
+    for j, sw in enumerate(grid.sigma_w):
+        _, p = ks_marchenko_pastur(ev[:, j], sw**2, ts.R)
+        assert p > 0.01, (sw, p)
+
+
+def test_grid_rejects_bad_input():
+    with pytest.raises(ConfigError, match="eps"):
+        ts.Grid(eps=(0.1, -1.0))
+    with pytest.raises(ConfigError, match="n_train"):
+        ts.Grid(n_train=4001)
+    with pytest.raises(ConfigError, match="inv_sigma"):
+        ts.Grid(inv_sigma=())
+
+
+def test_reduced_grid_end_to_end_resume_and_workers(tmp_path):
+    """The CI grid: the study's command with 1 and 2 worker processes, and a run stopped
+    after one block then resumed, give the same numbers; the low-T small-sigma_W corner
+    trains far better than the hot corner; Marchenko-Pastur holds at t = 0."""
+    grid = study.reduced_grid(teachers_per_block=2)
+    args = ["--reduced", "--teachers-per-block", "2", "--no-progress", "--no-plots"]
+    ds1, summary = study.main(args + ["--out", str(tmp_path / "one"), "--workers", "1"])
+    assert dict(ds1.sizes) == {"eps": 3, "inv_sigma": 3, "teacher": 4,
+                               "time": len(grid.times), "eig": 16}
+    loss = np.asarray(summary["test_loss"]["mean"])
+    assert loss[0, -1] < 0.01 * loss[-1, -1]  # cold + small sigma_W vs hot
+    assert all(m["p_value"] > 0.01 for m in summary["marchenko_pastur"])
+    assert np.all(ds1["rate"].values[-1, -1] > ds1["rate"].values[0, -1])  # hot spreads
+
+    with pytest.raises(RunInterrupted):
+        study.train_grid(grid, tmp_path / "stop", resume=False, progress=False,
+                         stop_after_blocks=1)
+    assert len(list((tmp_path / "stop" / "blocks").glob("*.npz"))) == 1
+    ds2, _ = study.main(args + ["--out", str(tmp_path / "stop"), "--workers", "1",
+                                "--resume"])
+    ds3, _ = study.main(args + ["--out", str(tmp_path / "two"), "--workers", "2"])
+    for ds in (ds2, ds3):
+        for name in ("eigenvalues", "test_loss", "k_s", "alignment"):
+            np.testing.assert_array_equal(ds[name].values, ds1[name].values)
+    assert (tmp_path / "one" / "results.nc").exists()
