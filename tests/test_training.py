@@ -389,3 +389,31 @@ print(float(np.abs(a["f"].values - b["f"].values).max()))
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert float(out.stdout.strip().splitlines()[-1]) < 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("activation, lo, hi", [("erf", -1.15, -0.8), ("relu", -0.75, -0.4)])
+def test_ntk_drift_exponent_by_activation(activation, lo, hi):
+    """Acceptance (b): relative NTK change after 100 GD steps, one hidden layer, widths 128 to
+    8192 (S = 16): under ntk it falls like 1/N for erf (smooth: the first-order change
+    averages out over neurons) and like N^{-1/2} for relu (neurons whose pre-activation
+    crosses zero flip phi'); under muP it is flat (studies/training-dynamics, part (c))."""
+    from nnft.scaling import loglog_slope
+
+    data = regression_data(1, 8, x_test=TEST_POINTS)
+    widths = (128, 1024, 8192)
+    for par in ("ntk", "mup"):
+        vals, errs = [], []
+        for width in widths:
+            prior = MLP(d=1, width=width, depth=1, activation=activation, parameterization=par)
+            cfg = TrainingConfig(learning_rate=0.5, steps=100, measure=(100,), n_models=16,
+                                 n_batches=8, max_order=2)
+            x = train_ensemble(prior, data, cfg, theory=False).dataset["ntk_rel_change"]
+            x = x.values[-1]
+            vals.append(x.mean())
+            errs.append(x.std(ddof=1) / np.sqrt(len(x)))
+        fit = loglog_slope(widths, vals, errs)
+        if par == "ntk":
+            assert lo < fit["slope"] < hi, fit
+        else:
+            assert abs(fit["slope"]) < 0.05 and vals[0] > 0.1, (fit, vals)

@@ -39,8 +39,7 @@ import numpy as np
 import nnft
 from nnft.results import write_json
 from nnft.scaling import loglog_slope
-from nnft.training import (TrainingConfig, make_data, regression_data, sine_target,
-                           train_ensemble)
+from nnft.training import TrainingConfig, make_data, regression_data, sine_target, train_ensemble
 
 HERE = Path(__file__).resolve().parent
 TEST_POINTS = np.linspace(-1.75, 1.75, 8)[:, None]
