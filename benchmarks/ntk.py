@@ -18,16 +18,13 @@ median over rounds of ``t_reference / t_ours``. Goal: >= 1. Results:
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import metadata
 
 from nnft.ntk import choose_method, empirical_ntk, jacobian_ntk
 from nnft.priors.mlp import MLP
@@ -118,16 +115,9 @@ def main(argv=None) -> dict:
               f"x{row['ratio_ours_jacobian']:.2f}, ntvp x{row['ratio_ours_ntvp']:.2f} "
               f"(max rel diff {max(diffs.values()):.1e})", flush=True)
     auto = [r["ratio_ours_auto"] for r in results]
-    dev = jax.devices()
     payload = {
         "benchmark": "empirical NTK: nnft.ntk.empirical_ntk vs explicit J J^T",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "jax": jax.__version__, "numpy": np.__version__,
-        "python": platform.python_version(), "backend": jax.default_backend(),
-        "device_kind": dev[0].device_kind, "device_count": len(dev),
-        "cpu_count": os.cpu_count(), "platform": platform.platform(),
-        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "mode": "quick" if args.quick else "default", "command": " ".join(sys.argv),
+        **metadata(), "mode": "quick" if args.quick else "default",
         "goal": ">= 1x (auto)", "cases": results,
         "ratio_auto_min": float(min(auto)), "ratio_auto_median": float(np.median(auto)),
         "met": bool(min(auto) >= 1.0),

@@ -23,10 +23,6 @@ Results: ``benchmarks/results/training.json`` (written atomically).
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
@@ -34,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _common import metadata
 
 from nnft.priors.base import fields
 from nnft.priors.mlp import MLP
@@ -156,16 +153,9 @@ def main(argv=None) -> dict:
                   f"{case['speedup_vs_loop_steps']:.1f}x, vs per-model compiled loop "
                   f"{case['speedup_vs_loop_compiled']:.1f}x; max rel. param diff "
                   f"{max(diffs.values()):.1e}", flush=True)
-    dev = jax.devices()
     payload = {
         "benchmark": "training: vmapped ensemble vs Python loop over models",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "jax": jax.__version__, "numpy": np.__version__,
-        "python": platform.python_version(), "backend": jax.default_backend(),
-        "device_kind": dev[0].device_kind, "device_count": len(dev),
-        "cpu_count": os.cpu_count(), "platform": platform.platform(),
-        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "mode": "quick" if args.quick else "default", "command": " ".join(sys.argv),
+        **metadata(), "mode": "quick" if args.quick else "default",
         "parameters": {"n_models": n_models, "widths": list(widths), "depth": 2,
                        "n_train": 16, "steps": steps, "rounds": rounds},
         "goal": ">= 10x vs a Python loop over the models", "cases": cases,
