@@ -205,8 +205,8 @@ def run(
 class RunInterrupted(RuntimeError):
     """Raised by ``stop_after_chunks``: the run stopped early, its checkpoint is on disk."""
 
-    def __init__(self, done: int, total: int):
-        super().__init__(f"stopped after {done} of {total} networks; resume to continue")
+    def __init__(self, done: int, total: int, unit: str = "networks"):
+        super().__init__(f"stopped after {done} of {total} {unit}; resume to continue")
         self.done, self.total = done, total
 
 

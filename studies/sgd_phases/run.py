@@ -9,25 +9,18 @@ of ``--teachers-per-block`` teachers whose finished results are written atomical
 ``OUT/blocks/`` (``--resume`` skips them), then writes ``OUT/results.nc`` (dims eps,
 inv_sigma, teacher, time, eig), ``OUT/summary.json`` and the figures (:mod:`figures`).
 
-On a CPU the blocks are shared out to ``--workers`` processes (default: one per core), each
-a single-threaded XLA CPU device; with accelerators one process runs every block and splits
-each block's teachers over all its devices (``teacher_student.run_block``). Several XLA CPU
-devices in one process (``--xla_force_host_platform_device_count``) are not used: with jax
-0.10 two of them running long loops concurrently deadlocked here.
+The blocks run through :func:`nnft.blocks.run_blocks`: on a CPU they are shared out to
+``--workers`` single-threaded processes (default: one per core); with accelerators one
+process runs every block and splits each block's teachers over all its devices
+(``teacher_student.run_block``).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
-
-#: each worker process is single-threaded: XLA and the BLAS under numpy (idle BLAS threads
-#: spin, and two workers' spinning threads on two cores slowed a block 5x)
-WORKER_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
-              "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 import numpy as np
 import xarray as xr
@@ -36,8 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import figures
 import teacher_student as ts
 
-from nnft._progress import progress_bar
-from nnft.ensemble import RunInterrupted
+from nnft.blocks import default_workers, run_blocks
 from nnft.random_matrix import (
     SpacingDrift,
     ks_marchenko_pastur,
@@ -45,7 +37,7 @@ from nnft.random_matrix import (
     spacing_rate,
 )
 from nnft.random_matrix import converged as criterion_holds
-from nnft.results import _atomic_write, write_json, write_netcdf
+from nnft.results import write_json, write_netcdf
 
 HERE = Path(__file__).resolve().parent
 LEVELS = (0.68, 0.95, 0.997)
@@ -57,14 +49,6 @@ def reduced_grid(**kw) -> ts.Grid:
     return ts.Grid(eps=(2.0**-3, 2.0**2, 2.0**7), inv_sigma=(2.0**-8, 2.0**-2, 2.0**3), **kw)
 
 
-def _save_block(path: Path, arrays: dict) -> None:
-    def write(tmp):
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-
-    _atomic_write(path, write)
-
-
 def _init_worker(study_dir: str) -> None:
     sys.path.insert(0, study_dir)
 
@@ -73,66 +57,17 @@ def _run_block(grid: ts.Grid, a: int, b: int) -> dict:
     return ts.run_block(grid, a, b)
 
 
-def default_workers() -> int:
-    """One process per core on a CPU; one process (all devices) on accelerators."""
-    import jax
-
-    return (os.cpu_count() or 1) if jax.default_backend() == "cpu" else 1
-
-
 def train_grid(grid: ts.Grid, out_dir: Path, *, resume: bool, progress: bool = True,
                workers: int = 1, stop_after_blocks: int | None = None) -> list[dict]:
-    """All blocks of ``grid``; finished blocks are written to ``out_dir/blocks`` as they
-    arrive and, with ``resume``, loaded instead of retrained."""
+    """All blocks of ``grid`` through :func:`nnft.blocks.run_blocks`: each finished block
+    is written to ``out_dir/blocks`` and, with ``resume``, loaded instead of retrained."""
     blocks = grid.blocks()
-    results: list[dict | None] = [None] * len(blocks)
-    if resume:
-        for i, (a, _) in enumerate(blocks):
-            path = ts.block_path(out_dir, grid, a)
-            if path.exists():
-                with np.load(path) as f:
-                    results[i] = {k: f[k] for k in f.files}
-    todo = [i for i, r in enumerate(results) if r is None]
-    total = len(blocks) * grid.steps
-    with progress_bar(progress, total, f"SGD grid ({grid.n_models} models)", "steps",
-                      (len(blocks) - len(todo)) * grid.steps) as advance:
-        def finish(i, res):
-            results[i] = res
-            _save_block(ts.block_path(out_dir, grid, blocks[i][0]), res)
-            advance(sum(r is not None for r in results) * grid.steps)
-            ran = len(todo) - sum(results[j] is None for j in todo)
-            if stop_after_blocks is not None and ran >= stop_after_blocks and \
-                    any(r is None for r in results):
-                raise RunInterrupted(ran, len(blocks))
-
-        if workers <= 1:
-            for i in todo:
-                finish(i, _run_block(grid, *blocks[i]))
-        else:
-            import concurrent.futures as cf
-            import multiprocessing as mp
-
-            saved = {k: os.environ.get(k) for k in WORKER_ENV}
-            os.environ.update(WORKER_ENV)  # inherited by the spawned workers
-            try:
-                with cf.ProcessPoolExecutor(workers, mp.get_context("spawn"),
-                                            initializer=_init_worker,
-                                            initargs=(str(HERE),)) as pool:
-                    futures = {pool.submit(_run_block, grid, *blocks[i]): i for i in todo}
-                    try:
-                        for fut in cf.as_completed(futures):
-                            finish(futures[fut], fut.result())
-                    except BaseException:
-                        for fut in futures:
-                            fut.cancel()
-                        raise
-            finally:
-                for k, val in saved.items():
-                    if val is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = val
-    return results
+    return run_blocks(_run_block, [(grid, a, b) for a, b in blocks],
+                      [ts.block_path(out_dir, grid, a) for a, _ in blocks], workers=workers,
+                      resume=resume, progress=progress,
+                      description=f"SGD grid ({grid.n_models} models)",
+                      units_per_block=grid.steps, unit="steps", initializer=_init_worker,
+                      initargs=(str(HERE),), stop_after=stop_after_blocks)
 
 
 def assemble(grid: ts.Grid, blocks: list[dict]) -> xr.Dataset:
