@@ -80,6 +80,7 @@ def test_nuts_agrees_with_importance_reweighting(interacting):
     assert diag["divergences"] == 0 and diag["rhat_max"] < 1.01
 
 
+@pytest.mark.slow  # 30 s: the numpyro cross-check (also exercised by benchmarks/phi4_hmc.py)
 def test_numpyro_runs_the_same_model(interacting):
     """numpyro's NUTS on the numpyro model agrees with the blackjax run (same density)."""
     inter, res, _ = interacting
