@@ -46,17 +46,11 @@ import numpy as np
 
 from nnft import _validate as v
 from nnft.random_matrix import spacing_drift
+from nnft.training import log_times
 
 N0, N1, N2 = 3, 32, 16
 R = N2 / N1  # Marchenko-Pastur ratio of W2 (n2 x n1)
 BLOCK_FORMAT = 2  # bump when run_block's output changes: old block files are then not reused
-
-
-def log_times(steps: int, per_decade: int = 5) -> tuple[int, ...]:
-    """0 and about ``per_decade`` log-spaced steps per decade up to ``steps``."""
-    ts = np.unique(np.round(np.logspace(0, math.log10(steps),
-                                        int(per_decade * math.log10(steps)) + 1)).astype(int))
-    return tuple(int(t) for t in np.concatenate([[0], ts[ts <= steps]]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +92,8 @@ class Grid:
 
     @property
     def times(self) -> tuple[int, ...]:
-        return log_times(self.steps, self.per_decade)
+        """0 and about ``per_decade`` log-spaced steps per decade up to ``steps``."""
+        return log_times(self.steps, int(self.per_decade * math.log10(self.steps)) + 2)
 
     @property
     def n_models(self) -> int:
