@@ -16,8 +16,7 @@ sys.path.insert(0, str(STUDY))
 import run as study
 import teacher_student as ts
 
-from nnft._validate import ConfigError
-from nnft.ensemble import RunInterrupted
+from nnft._validate import ConfigError, RunInterrupted
 from nnft.random_matrix import ks_marchenko_pastur
 
 SMALL = ts.Grid(eps=(0.5, 4.0), inv_sigma=(1.0, 8.0, 0.5), n_teachers=2, steps=7, n_train=40,
@@ -126,6 +125,18 @@ def test_reduced_grid_end_to_end_resume_and_workers(tmp_path):
     assert loss[0, -1] < 0.01 * loss[-1, -1]  # cold + small sigma_W vs hot
     assert all(m["p_value"] > 0.01 for m in summary["marchenko_pastur"])
     assert np.all(ds1["rate"].values[-1, -1] > ds1["rate"].values[0, -1])  # hot spreads
+    # the README's qualitative claims, on the reduced grid (rows T = 1/32, 1, 32; columns
+    # 1/sigma_W = 2^-8, 1/4, 8): the loss rises with T along 1/sigma_W = 8; G(t_f, 0) is
+    # kept in the jammed corner and lost in the hot one; the hot phase's final gradient is
+    # below the ordered phase's; the students' alignment in the ordered corner is the largest
+    assert np.all(np.diff(loss[:, -1]) > 0)
+    overlap = np.asarray(summary["feature_overlap"]["mean"])
+    assert overlap[0, 0] > 0.5 and overlap[-1, -1] < 0.05
+    grad = np.asarray(summary["grad_norm"]["mean"])
+    assert grad[-1, -1] < grad[0, -1]
+    align = np.asarray(summary["alignment"]["mean"])
+    assert align[0, -1] == align.max()
+    assert "line_vs_jump" in summary["derived"]
 
     with pytest.raises(RunInterrupted):
         study.train_grid(grid, tmp_path / "stop", resume=False, progress=False,
@@ -138,3 +149,110 @@ def test_reduced_grid_end_to_end_resume_and_workers(tmp_path):
         for name in ("eigenvalues", "test_loss", "k_s", "alignment"):
             np.testing.assert_array_equal(ds[name].values, ds1[name].values)
     assert (tmp_path / "one" / "results.nc").exists()
+
+
+# ---------------------------------------------------------------------------
+# issue 16: the hypotheses trainer, the sign of K_S, the power of the KS test, and the
+# qualitative claims of the README on the reduced grid
+# ---------------------------------------------------------------------------
+import analysis  # noqa: E402
+import hypotheses as hyp  # noqa: E402
+
+from nnft.random_matrix import spacing_drift  # noqa: E402
+
+
+def test_hypotheses_baseline_teachers_are_the_studys():
+    grid = ts.Grid(n_teachers=2, steps=hyp.SETUPS["baseline"].steps)
+    for i in range(2):
+        mine, theirs = hyp.make_teacher(hyp.SETUPS["baseline"], i), ts.teacher(grid, i)
+        for f in ("w1", "w2", "w3", "a_train", "y_train", "a_test", "y_test", "order"):
+            np.testing.assert_array_equal(mine[f], theirs[f])
+
+
+@pytest.mark.parametrize("name", ["baseline", "sum_over_batch", "replacement"])
+def test_hypotheses_per_model_trainer_is_the_studys_step(name):
+    """The general per-model trainer (every model gathers its own batch) and the study's
+    step with eps x grad_factor give the same W2 (float64, 30 steps; eps <= 1/2, where
+    round-off is not yet amplified)."""
+    import dataclasses
+
+    setup = dataclasses.replace(hyp.SETUPS[name], steps=30, dtype="float64",
+                                eps=(0.125, 0.25, 0.5))
+    fast = hyp.train(setup, 2, chunk_steps=10)
+    general = hyp.train(setup, 2, chunk_steps=10, general=True)
+    np.testing.assert_allclose(general["w2"], fast["w2"], rtol=1e-10, atol=1e-13)
+    assert not np.allclose(fast["w2"][0], hyp.student_init(setup, 0))  # it moved
+
+
+def test_sequential_with_one_sample_batches_is_plain_sgd():
+    import dataclasses
+
+    plain = dataclasses.replace(hyp.SETUPS["baseline"], steps=20, batch=1, dtype="float64",
+                                data="model_perm")
+    seq = dataclasses.replace(plain, sequential=True)
+    np.testing.assert_allclose(hyp.train(seq, 1, chunk_steps=20)["w2"],
+                               hyp.train(plain, 1, chunk_steps=20)["w2"], rtol=1e-12)
+
+
+def test_k_s_in_the_x_basis_is_the_drift_of_the_mean_spacing():
+    """Appendix B, derived: a gradient step W' = W - d E[Delta] moves X by
+    -d E[Delta^X] + O(d^2), so by first-order perturbation theory each eigenvalue moves by
+    d u_i^T K u_i with u_i the eigenvectors of X: in X's eigenbasis K_S = (K_N - K_1)/(N-1)
+    is dS/dt, sign included. The gradient-basis reading is -|K_S| by construction."""
+    t = ts.teachers(ts.Grid(n_teachers=2, steps=1), 0, 2)
+    rng = np.random.default_rng(1)
+    signs = []
+    for k in range(2):
+        for scale in (0.2, 1.0, 3.0):
+            w = rng.standard_normal((ts.N2, ts.N1)) * scale / np.sqrt(ts.N1)
+            a, y, w3 = t.a_train[k], t.y_train[k], t.w3[k]
+            z = a @ w.T
+            phi = np.tanh(z)
+            g = (phi @ w3 - y)[:, None] * w3[None, :] * (1 - phi**2)
+            grad = g.T @ a / len(a)
+            d = 1e-6
+
+            def spacing(m):
+                ev = np.linalg.eigvalsh(m @ m.T)
+                return (ev[-1] - ev[0]) / (ts.N2 - 1)
+
+            fd = (spacing(w - d * grad) - spacing(w + d * grad)) / (2 * d)
+            kx = spacing_drift(w, z, g, "x").k_s
+            np.testing.assert_allclose(kx, fd, rtol=1e-5, atol=1e-12)
+            assert spacing_drift(w, z, g, "gradient").k_s <= 0
+            signs.append(np.sign(kx))
+    assert len(set(signs)) == 2  # the drift of S has either sign: the data decide
+
+
+def test_marchenko_pastur_ks_has_power_against_a_15_percent_wrong_scale():
+    """At the README's sample size (100 students, 1600 eigenvalues) the p-values under the
+    right law spread over (0, 1) (they are not all near 1), and a 15% wrong sigma_W^2 is
+    rejected at 1% in most draws."""
+    rng = np.random.default_rng(3)
+    right, wrong = [], []
+    for _ in range(12):
+        w = rng.standard_normal((100, ts.N2, ts.N1)) / np.sqrt(ts.N1)
+        ev = np.linalg.eigvalsh(w @ np.swapaxes(w, -1, -2))
+        right.append(ks_marchenko_pastur(ev, 1.0, ts.R)[1])
+        wrong.append(ks_marchenko_pastur(ev, 1.15, ts.R)[1])
+    assert min(right) < 0.9 and np.median(right) > 0.05
+    assert np.mean(np.asarray(wrong) < 0.01) >= 0.75
+
+
+def test_symmetry_breaking_boundary_from_the_teachers():
+    """sigma_z^2 of the student's last pre-activation at initialisation is q sigma_W^2 with
+    q = E|a|^2 / 32 < 1 (eq. 2.19's bound), so sigma_z^2 = 1/2 sits at 1/sigma_W =
+    sqrt(2 q) < sqrt(2)."""
+    tq = analysis.teacher_quantities(n_teachers=8)
+    np.testing.assert_allclose(tq["sigma_z2_measured"]["ratio_to_q_sigma_w2"], 1.0, atol=0.05)
+    sb = analysis.symmetry_breaking(tq)
+    assert 0.5 < sb["inv_sigma_c"] < sb["inv_sigma_c_bound"]
+
+
+def test_line_vs_jump_helpers_on_known_curves():
+    temps = 2.0 ** np.arange(-5, 7)
+    loss = np.where(temps < 0.4, 1e-5, 1e-2)
+    assert analysis.largest_jump(temps, loss)[0] == pytest.approx(np.sqrt(0.25 * 0.5))
+    assert 0.25 < analysis.first_tenfold(temps, loss) < 0.5
+    frac = np.clip(1.2 - temps, 0, 1)
+    assert analysis.crossing_down(temps, frac) == pytest.approx(0.52, abs=0.01)

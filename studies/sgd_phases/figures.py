@@ -25,9 +25,16 @@ def _plt():
     return plt
 
 
+def _coords(src):
+    """(1/sigma_W, T) of a study Dataset or of a summary dict."""
+    if isinstance(src, dict):
+        return (np.asarray(src["grid"]["inv_sigma"]), np.asarray(src["grid"]["temperature"]))
+    return src["inv_sigma"].values, src["temperature"].values
+
+
 def _heatmap(ax, ds, values, label, *, log=True, cmap="viridis"):
-    x = np.log2(ds["inv_sigma"].values)
-    y = np.log2(ds["temperature"].values)
+    inv, temps = _coords(ds)
+    x, y = np.log2(inv), np.log2(temps)
     z = np.log10(np.maximum(values, 1e-300)) if log else values
     mesh = ax.pcolormesh(x, y, z, shading="nearest", cmap=cmap)
     ax.figure.colorbar(mesh, ax=ax, label=f"log10 {label}" if log else label)
@@ -36,15 +43,17 @@ def _heatmap(ax, ds, values, label, *, log=True, cmap="viridis"):
     return mesh
 
 
-def _boundaries(ax, ds, fraction):
+def _boundaries(ax, ds, fraction, levels=None, colors=None, linestyles=None):
     """Lines where 68 / 95 / 99.7 % of a grid point's models satisfy eq. 4.15."""
     if fraction.shape[0] < 2 or fraction.shape[1] < 2:
         return
-    x = np.log2(ds["inv_sigma"].values)
-    y = np.log2(ds["temperature"].values)
-    cs = ax.contour(x, y, fraction, levels=list(LEVELS), colors=["0.6", "0.85", "white"],
-                    linewidths=[1.0, 1.5, 2.0])
-    ax.clabel(cs, fmt={lv: f"{lv:.1%}" for lv in LEVELS}, fontsize=6)
+    inv, temps = _coords(ds)
+    x, y = np.log2(inv), np.log2(temps)
+    levels = list(LEVELS) if levels is None else list(levels)
+    colors = ["0.6", "0.85", "white"][: len(levels)] if colors is None else colors
+    cs = ax.contour(x, y, fraction, levels=levels, colors=colors,
+                    linewidths=[1.0, 1.5, 2.0][: len(levels)], linestyles=linestyles)
+    ax.clabel(cs, fmt={lv: f"{lv:.1%}" for lv in levels}, fontsize=6)
 
 
 def _nearest(values, target):
@@ -126,16 +135,7 @@ def all_figures(ds, summary: dict, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "fig7_rate.png", dpi=120)
     plt.close(fig)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    _heatmap(axes[0], ds, loss, "mean test loss", cmap="magma")
-    _heatmap(axes[1], ds, rate, "λ̄(t_f)", log=False)
-    for ax in axes:
-        _boundaries(ax, ds, frac)
-    axes[0].set_title("Fig. 9: eq. 4.15 boundaries on the loss")
-    axes[1].set_title("Fig. 9: eq. 4.15 boundaries on λ̄(t_f)")
-    fig.tight_layout()
-    fig.savefig(out / "fig9_boundaries.png", dpi=120)
-    plt.close(fig)
+    summary_figures(summary, out)
 
     # Fig. 6: eigenvalue flows at the three named points
     times = ds["time"].values
@@ -189,4 +189,78 @@ def all_figures(ds, summary: dict, out: Path) -> None:
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "marchenko_pastur.png", dpi=120)
+    plt.close(fig)
+
+
+def summary_figures(summary: dict, out: Path) -> None:
+    """The figures drawn from ``summary.json`` alone (with its ``derived`` keys, see
+    analysis.py): Fig. 9 and the 68% line next to the loss jump in every column."""
+    plt = _plt()
+    out = Path(out)
+    d = summary.get("derived")
+    if d is None:
+        return
+    inv, temps = _coords(summary)
+    loss = np.asarray(summary["test_loss"]["mean"])
+    frac = np.asarray(summary["converged_fraction"])
+    sb = d["symmetry_breaking"]
+
+    # Fig. 9: four observables, the sigma_z^2 = 1/2 line (dashed) and the 68% line (dash-dot)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 9))
+    panels = ((loss, "mean test loss", True, "magma"),
+              (np.asarray(summary["feature_overlap"]["mean"]), "G(t_f, 0)", False, "viridis"),
+              (np.asarray(summary["alignment"]["mean"]), "alignment E[h φ]", False, "viridis"),
+              (np.asarray(summary["rate"]["mean"]), "λ̄(t_f)", False, "viridis"))
+    for ax, (vals, label, log, cmap) in zip(axes.ravel(), panels):
+        _heatmap(ax, summary, vals, label, log=log, cmap=cmap)
+        ax.axvline(np.log2(sb["inv_sigma_c"]), color="w", ls="--", lw=1.5,
+                   label=f"σ_z² = 1/2 (measured σ_z² = {sb['q']:.2f} σ_W²): "
+                         f"1/σ_W = {sb['inv_sigma_c']:.2f}")
+        ax.axvline(np.log2(sb["inv_sigma_c_bound"]), color="0.7", ls=":", lw=1.2,
+                   label="σ_z² = σ_W² (the paper's bound, eq. 2.19): 1/σ_W = √2")
+        _boundaries(ax, summary, frac, levels=[LEVELS[0]], colors=["c"],
+                    linestyles=["dashdot"])
+        ax.set_title(label, fontsize=9)
+    axes[0, 0].legend(fontsize=6, loc="upper left")
+    fig.suptitle("Fig. 9: jamming boundary σ_z² = 1/2 (eq. 2.22, dashed) and the 68% line of "
+                 "eq. 4.15 (dash-dot)")
+    fig.tight_layout()
+    fig.savefig(out / "fig9_boundaries.png", dpi=120)
+    plt.close(fig)
+
+    # the 68% line and the loss jump, column by column
+    cols = d["line_vs_jump"]
+    x = np.asarray([c["inv_sigma"] for c in cols])
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    sharp = np.asarray([c["jump_decades"] >= 0.5 for c in cols])
+    for key, fmt, label in (("t_68", "o-", "68% of models satisfy eq. 4.15 (line)"),
+                            ("t_jump", "s--", "largest rise of the mean loss (jump), where "
+                                              "it is >= 0.5 decade"),
+                            ("t_tenfold", "^:", "loss first 10x its low-T value")):
+        y = np.asarray([c[key] for c in cols], float)
+        if key == "t_jump":
+            y = np.where(sharp, y, np.nan)
+        lo, hi = [], []
+        for c, yy in zip(cols, y):
+            iv = c[key + "_err"]["interval_16_84"]
+            ok = iv is not None and np.isfinite(yy)
+            lo.append(max(yy - iv[0], 0) if ok else 0)
+            hi.append(max(iv[1] - yy, 0) if ok else 0)
+        ax.errorbar(x, y, yerr=[lo, hi], fmt=fmt, capsize=3, label=label)
+    le = d["line_exponent"]
+    xs = np.asarray(le["columns_used_inv_sigma"])
+    t68 = {c["inv_sigma"]: c["t_68"] for c in cols}
+    y0 = np.exp(np.mean(np.log([t68[v] for v in xs])) + le["exponent"] * np.mean(np.log(xs)))
+    ax.plot(xs, y0 * xs ** -le["exponent"], "k-", lw=0.8,
+            label=f"fit T_68 ∝ σ_W^{le['exponent']:.2f} ± {le['exponent_stderr_fit']:.2f}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("1/σ_W")
+    ax.set_ylabel("T = ε/|B|")
+    ax.set_ylim(temps[0], temps[-1])
+    ax.legend(fontsize=7)
+    ax.set_title("Fig. 8 (columns): the 68% line vs the loss jump (16-84% bootstrap bars)",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "fig8_line_vs_jump.png", dpi=120)
     plt.close(fig)

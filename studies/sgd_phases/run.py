@@ -26,6 +26,7 @@ import numpy as np
 import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import analysis
 import figures
 import teacher_student as ts
 
@@ -190,6 +191,7 @@ def main(argv=None):
     ds.attrs["seconds"] = seconds
     write_netcdf(ds, out / "results.nc")
     summary = summarise(ds, grid)
+    summary["derived"] = analysis.derive(summary)
     summary["seconds_training"] = seconds
     summary["devices"] = f"{len(jax.devices())} x {jax.devices()[0].platform}"
     summary["workers"] = workers
