@@ -13,11 +13,13 @@ import pytest
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "sgd_phases"
 sys.path.insert(0, str(STUDY))
 
+import analysis
+import hypotheses as hyp
 import run as study
 import teacher_student as ts
 
 from nnft._validate import ConfigError, RunInterrupted
-from nnft.random_matrix import ks_marchenko_pastur
+from nnft.random_matrix import ks_marchenko_pastur, spacing_drift
 
 SMALL = ts.Grid(eps=(0.5, 4.0), inv_sigma=(1.0, 8.0, 0.5), n_teachers=2, steps=7, n_train=40,
                 n_test=10)
@@ -155,10 +157,6 @@ def test_reduced_grid_end_to_end_resume_and_workers(tmp_path):
 # issue 16: the hypotheses trainer, the sign of K_S, the power of the KS test, and the
 # qualitative claims of the README on the reduced grid
 # ---------------------------------------------------------------------------
-import analysis  # noqa: E402
-import hypotheses as hyp  # noqa: E402
-
-from nnft.random_matrix import spacing_drift  # noqa: E402
 
 
 def test_hypotheses_baseline_teachers_are_the_studys():

@@ -102,7 +102,7 @@ def line_vs_jump(summary: dict, seed: int = 0) -> dict:
         t68 = crossing_down(temps, frac[:, j])
         tj, rise = largest_jump(temps, loss[:, j])
         t10 = first_tenfold(temps, loss[:, j])
-        b68, bj, b10 = [], [], []
+        bj, b10 = [], []
         for b in range(N_BOOT):
             f = rng.binomial(n, np.clip(frac[:, j], 0, 1)) / n
             lines[b, j] = crossing_down(temps, f)
@@ -128,7 +128,7 @@ def line_exponent(summary: dict, lines_boot: np.ndarray, cols: list[dict]) -> di
                 "exponent_err": _err([]), "columns_used_inv_sigma": inv[ok].tolist(),
                 "local_slopes": [], "local_slope_range": [float("nan")] * 2}
     x = np.log(1 / inv[ok])
-    (p, a), cov = np.polyfit(x, np.log(t68[ok]), 1, cov=True)
+    (p, _), cov = np.polyfit(x, np.log(t68[ok]), 1, cov=True)
     boot = []
     for b in range(lines_boot.shape[0]):
         y = lines_boot[b, ok]
@@ -164,11 +164,13 @@ def gradient_phases(summary: dict) -> dict:
             "peak_along_inv_sigma_8": _at(summary, "grad_norm", temps[i_peak], invs[j8])}
 
 
-def teacher_quantities(n_teachers: int = 100, seed: int = 0) -> dict:
+def teacher_quantities(n_teachers: int = 100, seed: int = 0, teacher_var: float = 1.0,
+                       teacher_dist: str = "normal") -> dict:
     """Alignment of each teacher's own features with h = y W3 on its test set, and the
     variance of the student's last hidden pre-activation z = W2 a at initialisation per
     unit sigma_W^2, ``q = E |a|^2 / 32`` (on the test inputs; so sigma_z^2 = q sigma_W^2)."""
-    grid = ts.Grid(n_teachers=n_teachers, steps=1)
+    grid = ts.Grid(n_teachers=n_teachers, steps=1, seed=seed, teacher_var=teacher_var,
+                   teacher_dist=teacher_dist)
     al, q, zvar = [], [], []
     w0 = ts.student_init(grid, 0, n_teachers)  # (k, E, S, 16, 32)
     for i in range(n_teachers):
@@ -212,7 +214,7 @@ def ks_sign(summary: dict) -> dict:
         out[name] = {"inv_sigma_8_column": f[:, j8].tolist(),
                      "jammed_corner": float(f[0, 0]),
                      "lowest_T_row": f[0].tolist(),
-                     "mean_over_grid": float(f.mean())}
+                     "mean_over_grid": float(f.mean()), "max_over_grid": float(f.max())}
     out["temperature"] = temps
     return out
 
@@ -220,7 +222,10 @@ def ks_sign(summary: dict) -> dict:
 def derive(summary: dict, n_teachers: int | None = None) -> dict:
     lj = line_vs_jump(summary)
     cols = lj["columns"]
-    tq = teacher_quantities(n_teachers or summary["grid"]["n_teachers"])
+    g = summary["grid"]
+    tq = teacher_quantities(n_teachers or g["n_teachers"],
+                            teacher_var=g.get("teacher_var", 1.0),
+                            teacher_dist=g.get("teacher_dist", "normal"))
     al = summary["alignment"]
     return {
         "line_vs_jump": cols,
@@ -232,6 +237,36 @@ def derive(summary: dict, n_teachers: int | None = None) -> dict:
         "symmetry_breaking": symmetry_breaking(tq),
         "ks_sign": ks_sign(summary),
     }
+
+
+def markdown_rows(summary: dict) -> dict:
+    """The README's table rows (line vs jump; both readings of K_S) from ``derived``."""
+    d = summary["derived"]
+    cols = [c for c in d["line_vs_jump"] if c["inv_sigma"] >= 2.0**-7]
+
+    def f(x, fmt=".2g"):
+        return "-" if math.isnan(x) else f"{x:{fmt}}"
+
+    rows = ["| T_68 (line) | " + " | ".join(f(c["t_68"]) for c in cols) + " |",
+            "| T of the largest rise (jump) | " + " | ".join(
+                f(c["t_jump"]) if c["jump_decades"] >= 0.5 else f"({f(c['t_jump'])})"
+                for c in cols) + " |",
+            "| that rise, decades | " + " | ".join(f(c["jump_decades"], ".2f") for c in cols)
+            + " |",
+            "| T where the loss is first 10x its low-T value | "
+            + " | ".join(f(c["t_tenfold"]) for c in cols) + " |"]
+    ks = d["ks_sign"]
+    ks_rows = []
+    for name, label in (("gradient_basis_minus_abs", "K's basis, `-abs(K_S)` (`converged`)"),
+                        ("x_basis_signed", "X's basis, signed (`converged_x`)")):
+        k = ks[name]
+        col = k["inv_sigma_8_column"]
+        hot = max(col[6:])
+        row = k["lowest_T_row"]
+        ks_rows.append(f"| {label}, 1/sigma_W = 8 | " + " | ".join(f"{x:.2f}" for x in col[:6])
+                       + f" | <= {hot:.2f} | {k['jammed_corner']:.2f} | "
+                       f"{min(row):.2f}-{max(row):.2f} |")
+    return {"LINE_ROWS": "\n".join(rows), "KS_ROWS": "\n".join(ks_rows)}
 
 
 def main(path: Path = HERE / "results" / "summary.json") -> dict:

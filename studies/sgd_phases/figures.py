@@ -200,7 +200,7 @@ def summary_figures(summary: dict, out: Path) -> None:
     d = summary.get("derived")
     if d is None:
         return
-    inv, temps = _coords(summary)
+    _, temps = _coords(summary)
     loss = np.asarray(summary["test_loss"]["mean"])
     frac = np.asarray(summary["converged_fraction"])
     sb = d["symmetry_breaking"]
@@ -234,8 +234,8 @@ def summary_figures(summary: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     sharp = np.asarray([c["jump_decades"] >= 0.5 for c in cols])
     for key, fmt, label in (("t_68", "o-", "68% of models satisfy eq. 4.15 (line)"),
-                            ("t_jump", "s--", "largest rise of the mean loss (jump), where "
-                                              "it is >= 0.5 decade"),
+                            ("t_jump", "s--", ("largest rise of the mean loss (jump), where "
+                                               "it is >= 0.5 decade")),
                             ("t_tenfold", "^:", "loss first 10x its low-T value")):
         y = np.asarray([c[key] for c in cols], float)
         if key == "t_jump":

@@ -19,9 +19,19 @@ mean final gradient norm; the loss curve of the corner (mean over teachers and t
 lowest T) at the measurement times, with its local slope d log L / d log t over the last
 decade; and two summaries with bootstrap errors over teachers:
 
-- ``floor``: the mean test loss at t_f over the corner (T <= 1/8), the paper's "1e-7";
-- ``t_c``: the temperature at which the column's mean test loss first exceeds 10x the floor
-  (log-log interpolation between grid points), the paper's "T ~ 1"; also ``eps_c``.
+- ``floor``: the lowest mean test loss at t_f over the corner's T (T <= 1/8), the paper's
+  "1e-7" (``corner_mean_test_loss``: the mean over all three);
+- ``t_c``: the first temperature above that at which the column's mean test loss exceeds 10x
+  the floor (log-log interpolation between grid points), the paper's "T ~ 1"; also
+  ``eps_c = |B| T_c``; ``t_jump``: the geometric midpoint of the neighbouring T with the
+  largest rise of the mean loss.
+
+``hessian`` holds, per teacher scale, the spectrum summary of the train-loss Hessian at the
+teacher's W2 (:func:`hessian_summary`): the GD stability edge and the loss of linearised
+gradient flow from W2 = 0 at the corner's flow times eps t_f.
+
+    python studies/sgd_phases/hypotheses.py --table        # the README's table
+    python studies/sgd_phases/hypotheses.py --resummarise  # floor / T_c from stored losses
 
 The trainer here is a plain per-model SGD (every model gathers its own batch), slower than
 the study's but able to run every variant; for ``baseline`` it takes exactly the study's
@@ -237,7 +247,7 @@ _jit_grad_norm = jax.jit(_grad_norm)
 def measure_epochs(n_epochs: int) -> list[int]:
     """Epoch ends at which the test loss is recorded: log-spaced, plus the last 10% of
     training (10 equally spaced ends) for the late-time average."""
-    logs = {int(round(x)) for x in np.logspace(0, math.log10(n_epochs), 16)}
+    logs = {round(float(x)) for x in np.logspace(0, math.log10(n_epochs), 16)}
     last = {n_epochs - i * max(1, n_epochs // 100) for i in range(10)}
     return sorted(e for e in logs | last if 1 <= e <= n_epochs)
 
@@ -394,6 +404,19 @@ def _mean_se(x):
     return x.mean(axis=0).tolist(), (x.std(axis=0, ddof=1) / math.sqrt(len(x))).tolist()
 
 
+def _other_measurements(test, others: dict, temps) -> dict:
+    """The same floor and T_c from the other measurements of the loss in the same run
+    (train loss, 10,000 test points, the last-10% average) and the teachers' median."""
+    out = {}
+    for name, arr in others.items():
+        f, t = _stats(np.asarray(arr), temps)
+        out[f"floor_{name}"], out[f"t_c_{name}"] = f, t
+    f, _ = _stats(np.median(test, axis=0, keepdims=True), temps)
+    out["floor_median"] = f
+    out["corner_mean_test_loss"] = float(np.asarray(test)[:, :CORNER].mean())
+    return out
+
+
 def summarise(setup: Setup, res: dict, seconds: float) -> dict:
     temps = setup.temperature
     test = res["test_loss"]  # (k, E)
@@ -416,6 +439,9 @@ def summarise(setup: Setup, res: dict, seconds: float) -> dict:
         "late_average_test_loss_mean": late_avg.mean(axis=0).tolist(),
         "grad_norm_mean": res["grad_norm"].mean(axis=0).tolist(),
         "per_teacher_test_loss": test.tolist(),
+        "per_teacher_other_losses": {"train": res["train_loss"].tolist(),
+                                     "big_test": res["big_test_loss"].tolist(),
+                                     "late_average": late_avg.tolist()},
         "jump_decades": _jump(test, temps)[1],
         "corner_curve": {"times": times.tolist(), "mean_test_loss": corner.tolist(),
                          "last_decade_slope": slope},
@@ -426,13 +452,7 @@ def summarise(setup: Setup, res: dict, seconds: float) -> dict:
                         for k2, v in out["t_c"].items() if k2 in ("value", "stderr")}
     # the same floor and T_c from the other measurements of the loss (one run, measured
     # differently): train loss, 10,000 test points, late-time average
-    for name, arr in (("train", res["train_loss"]), ("big_test", res["big_test_loss"]),
-                      ("late_average", late_avg)):
-        f, t = _stats(arr, temps)
-        out[f"floor_{name}"], out[f"t_c_{name}"] = f, t
-    f, _ = _stats(np.median(test, axis=0, keepdims=True), temps)
-    out["floor_median"] = f
-    out["corner_mean_test_loss"] = float(test[:, :CORNER].mean())
+    out.update(_other_measurements(test, out["per_teacher_other_losses"], temps))
     return out
 
 
@@ -457,15 +477,21 @@ def linear_flow_loss(lam, c, tau):
                         axis=0)
 
 
-def hessian_summary(n_teachers: int) -> dict:
+HESSIAN_SETUPS = ("baseline", "teacher_var_3", "teacher_var_third", "teacher_torch_default",
+                  "inputs_var_third", "inputs_var_3")
+
+
+def hessian_summary(n_teachers: int, setup: Setup = SETUPS["baseline"]) -> dict:
     """Across teachers: lambda_max, the GD edge 2/lambda_max, the number of eigenvalues below
     1e-6 lambda_max, and the linearised flow loss at the corner's gradient-flow times
     eps t_f (eps = 1/8, 1/4, 1/2, t_f = 1e5) and the flow time it needs to reach 1e-7."""
     lam_max, edges, soft, flow, need = [], [], [], [], []
     taus = np.asarray([0.125e5, 0.25e5, 0.5e5])
     grid = np.logspace(2, 12, 201)
+    var_y = []
     for i in range(n_teachers):
-        hs = hessian_at_teacher(i)
+        hs = hessian_at_teacher(i, setup)
+        var_y.append(float(np.mean(make_teacher(setup, i)["y_test"] ** 2)))
         lam, c = hs["lam"], hs["c"]
         lam_max.append(lam[-1])
         edges.append(2 / lam[-1])
@@ -478,6 +504,7 @@ def hessian_summary(n_teachers: int) -> dict:
     need = np.asarray(need)
     return {
         "n_teachers": n_teachers,
+        "mean_square_target": float(np.mean(var_y)),
         "lambda_max_median": float(np.median(lam_max)),
         "gd_edge_eps_median": float(np.median(edges)),
         "gd_edge_eps_range": [float(np.min(edges)), float(np.max(edges))],
@@ -491,6 +518,25 @@ def hessian_summary(n_teachers: int) -> dict:
     }
 
 
+def cross_checks(data: dict) -> dict:
+    """Numbers that combine setups: eps_c against the GD edge 2/lambda_max for every teacher
+    and input scale, and the steps to a floor of 1e-7 if the corner's loss kept falling at
+    its last-decade slope."""
+    out = {"eps_c_over_gd_edge": {}, "steps_to_1e-7_at_last_slope": {}}
+    for name, h in (data.get("hessian") or {}).items():
+        r = data["setups"].get(name)
+        if r is not None and "eps_c" in r:
+            out["eps_c_over_gd_edge"][name] = r["eps_c"]["value"] / h["gd_edge_eps_median"]
+    for name, r in data["setups"].items():
+        slope = r["corner_curve"]["last_decade_slope"]
+        t_f = r["corner_curve"]["times"][-1]
+        out["steps_to_1e-7_at_last_slope"][name] = (
+            t_f * (r["floor"]["value"] / 1e-7) ** (1 / -slope) if slope < 0 else float("inf"))
+    ratios = list(out["eps_c_over_gd_edge"].values())
+    out["eps_c_over_gd_edge_range"] = [min(ratios), max(ratios)] if ratios else None
+    return out
+
+
 def resummarise(path: Path = OUT) -> dict:
     """Recompute floor, T_c and the jump of every stored setup from its per-teacher final
     test losses (after a change of those definitions; no training)."""
@@ -500,11 +546,39 @@ def resummarise(path: Path = OUT) -> dict:
         temps = np.asarray(r["temperature"])
         r.update(bootstrap(test, temps))
         r["jump_decades"] = _jump(test, temps)[1]
+        if "per_teacher_other_losses" in r:
+            r.update(_other_measurements(test, r["per_teacher_other_losses"], temps))
         if len(temps) > CORNER:
             b = r["setup"]["batch"]
             r["eps_c"] = {"value": r["t_c"]["value"] * b, "stderr": r["t_c"]["stderr"] * b}
+    data["cross_checks"] = cross_checks(data)
     write_json(data, path)
     return data
+
+
+def table(path: Path = OUT) -> str:
+    """The README's table of the setups, from the stored file."""
+    data = json.loads(Path(path).read_text())
+    base = data["setups"]["baseline"]
+    rows = [("| setup | what changes | floor (T <= 1/8) | floor / baseline | T_c (10x) "
+             "| eps_c | jump at T | t^slope (corner, last decade) |"),
+            "|---|---|---|---|---|---|---|---|"]
+
+    def pm(d, fmt):
+        if d["value"] != d["value"]:  # NaN
+            return "-"
+        iv = d.get("interval_16_84")
+        rng_ = f" [{iv[0]:{fmt}}, {iv[1]:{fmt}}]" if iv else ""
+        return f"{d['value']:{fmt}}{rng_}"
+
+    for name, r in data["setups"].items():
+        jump = r["t_jump"]["value"]
+        eps_c = r.get("eps_c", {}).get("value", float("nan"))
+        rows.append(
+            f"| `{name}` | {r['what']} | {pm(r['floor'], '.1e')} | "
+            f"{r['floor']['value'] / base['floor']['value']:.2g} | {pm(r['t_c'], '.2g')} | "
+            f"{eps_c:.2g} | {jump:.2g} | {r['corner_curve']['last_decade_slope']:.2f} |")
+    return "\n".join(rows)
 
 
 def main(argv=None):
@@ -513,12 +587,24 @@ def main(argv=None):
     ap.add_argument("--teachers", type=int, default=16)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--table", action="store_true", help="print the README's table")
+    ap.add_argument("--hessian", action="store_true",
+                    help="only recompute the Hessian summaries (no training)")
     ap.add_argument("--resummarise", action="store_true",
                     help="recompute floor / T_c from the stored per-teacher losses")
     ap.add_argument("--no-long", action="store_true", help="skip the 1e6-step corner run")
     args = ap.parse_args(argv)
     if args.resummarise:
         return resummarise(args.out)
+    if args.hessian:
+        data = json.loads(args.out.read_text())
+        data["hessian"] = {n: hessian_summary(args.teachers, SETUPS[n]) for n in HESSIAN_SETUPS}
+        data["cross_checks"] = cross_checks(data)
+        write_json(data, args.out)
+        return data
+    if args.table:
+        print(table(args.out))
+        return None
     if args.list:
         for s in [*SETUPS.values(), LONG]:
             print(f"{s.name:24s} {s.what}")
@@ -545,7 +631,9 @@ def main(argv=None):
         write_json(payload, args.out)
     payload = {"grid": {"inv_sigma": INV_SIGMA, "n_teachers": args.teachers,
                         "corner_temperatures": list(np.asarray(EPS[:CORNER]) / 4)},
-               "setups": results, "hessian": hessian_summary(args.teachers)}
+               "setups": results,
+               "hessian": {n: hessian_summary(args.teachers, SETUPS[n]) for n in HESSIAN_SETUPS}}
+    payload["cross_checks"] = cross_checks(payload)
     write_json(payload, args.out)
     return payload
 

@@ -120,7 +120,9 @@ def summarise(ds: xr.Dataset, grid: ts.Grid) -> dict:
     out: dict = {"grid": {"eps": list(grid.eps), "inv_sigma": list(grid.inv_sigma),
                           "temperature": grid.temperature.tolist(),
                           "n_teachers": grid.n_teachers, "steps": grid.steps,
-                          "n_train": grid.n_train, "n_test": grid.n_test}}
+                          "n_train": grid.n_train, "n_test": grid.n_test,
+                          "teacher_var": grid.teacher_var,
+                          "teacher_dist": grid.teacher_dist}}
     for name, src in (("test_loss", ds["test_loss"].values[..., -1]),
                       ("grad_norm", ds["grad_norm"].values),
                       ("grad_norm_init", ds["grad_norm_init"].values),
@@ -155,6 +157,9 @@ def main(argv=None):
     ap.add_argument("--teachers", type=int, default=None, help="teachers per grid point")
     ap.add_argument("--steps", type=int, default=None, help="SGD steps t_f")
     ap.add_argument("--teachers-per-block", type=int, default=None)
+    ap.add_argument("--teacher", choices=sorted(ts.TEACHERS), default="paper",
+                    help="the teacher's weights: 'paper' N(0, 1/n) (eq. 3.1, default) or "
+                    "'torch_default' U(-1/sqrt n, 1/sqrt n) (issue 16)")
     ap.add_argument("--workers", type=int, default=None,
                     help="processes sharing the blocks (default: one per core on a CPU, one "
                     "on accelerators)")
@@ -166,8 +171,12 @@ def main(argv=None):
     kw = {k: val for k, val in (("n_teachers", args.teachers), ("steps", args.steps),
                                 ("teachers_per_block", args.teachers_per_block))
           if val is not None}
+    kw.update(ts.TEACHERS[args.teacher])
     grid = reduced_grid(**kw) if args.reduced else ts.Grid(**kw)
-    out = args.out or HERE / ("results-reduced" if args.reduced else "results")
+    default_out = "results-reduced" if args.reduced else "results"
+    if args.teacher != "paper":
+        default_out += f"/teacher_{args.teacher}"
+    out = args.out or HERE / default_out
     out.mkdir(parents=True, exist_ok=True)
     if args.plots_only:
         import json

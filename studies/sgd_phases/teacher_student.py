@@ -1,7 +1,8 @@
 """Teacher-student tanh networks 3-32-16-1 trained by SGD on W2 only (sgd-phase-diagram).
 
-Setup (secs. 2.1, 3.1): no biases; the teacher's matrices are ``N(0, 1 / n_{l-1})``, the
-inputs ``N(0, 1)``; ``y = W3 tanh(W2 tanh(W1 x))``. The student shares the teacher's W1 and W3
+Setup (secs. 2.1, 3.1): no biases; the teacher's matrices are ``N(0, 1 / n_{l-1})``
+(``Grid.teacher_var``, ``Grid.teacher_dist`` give other teachers, e.g. torch's default
+init, ``TEACHERS``), the inputs ``N(0, 1)``; ``y = W3 tanh(W2 tanh(W1 x))``. The student shares the teacher's W1 and W3
 and trains only ``W2`` (16 x 32), initialised ``N(0, sigma_W^2 / 32)``, by SGD on the
 per-sample loss ``l = (y - y_hat)^2 / 2`` averaged over a batch of |B| = 4 (eq. 2.28), with
 learning rate eps; the temperature is ``T = eps / |B|``.
@@ -67,6 +68,11 @@ class Grid:
     per_decade: int = 5
     teachers_per_block: int = 4
     seed: int = 0
+    #: the teacher's weights: N(0, teacher_var / n_{l-1}) ("normal", the paper's eq. 3.1 with
+    #: teacher_var = 1), or uniform with the same variance ("uniform"; teacher_var = 1/3 is
+    #: torch's default nn.Linear init U(-1/sqrt n, 1/sqrt n), see TEACHERS)
+    teacher_var: float = 1.0
+    teacher_dist: str = "normal"
 
     def __post_init__(self):
         v.require(len(self.eps) >= 1 and all(e > 0 for e in self.eps), "eps", self.eps,
@@ -81,6 +87,8 @@ class Grid:
         v.positive_int("n_test", self.n_test)
         v.positive_int("steps", self.steps)
         v.positive_int("teachers_per_block", self.teachers_per_block)
+        v.positive("teacher_var", self.teacher_var)
+        v.choice("teacher_dist", self.teacher_dist, ("normal", "uniform"))
 
     @property
     def temperature(self) -> np.ndarray:
@@ -127,12 +135,28 @@ class Teachers(NamedTuple):
     order: np.ndarray
 
 
+#: named teachers for run.py --teacher: the paper's eq. 3.1, and torch's default nn.Linear
+#: initialisation, with which the loss jump at 1/sigma_W = 8 sits at T ~ 1-2 as in the
+#: paper (results/hypotheses.json, setup "teacher_torch_default"; README, issue 16)
+TEACHERS = {"paper": {"teacher_var": 1.0, "teacher_dist": "normal"},
+            "torch_default": {"teacher_var": 1.0 / 3.0, "teacher_dist": "uniform"}}
+
+
+def _teacher_weights(grid: Grid, rng, shape) -> np.ndarray:
+    """A teacher matrix with fan-in ``shape[-1]``: N(0, var / n) or U(+-sqrt(3 var / n))."""
+    n = shape[-1] if len(shape) > 1 else N2
+    if grid.teacher_dist == "uniform":
+        half = math.sqrt(3 * grid.teacher_var / n)
+        return rng.uniform(-half, half, shape)
+    return rng.standard_normal(shape) * math.sqrt(grid.teacher_var) / math.sqrt(n)
+
+
 def teacher(grid: Grid, index: int) -> dict:
     """Teacher ``index``: weights, data and data order, all from ``(grid.seed, index)``."""
     rng = np.random.default_rng([grid.seed, 0x7EAC, index])
-    w1 = rng.standard_normal((N1, N0)) / math.sqrt(N0)
-    w2 = rng.standard_normal((N2, N1)) / math.sqrt(N1)
-    w3 = rng.standard_normal(N2) / math.sqrt(N2)
+    w1 = _teacher_weights(grid, rng, (N1, N0))
+    w2 = _teacher_weights(grid, rng, (N2, N1))
+    w3 = _teacher_weights(grid, rng, (N2,))
     x_train = rng.standard_normal((grid.n_train, N0))
     x_test = rng.standard_normal((grid.n_test, N0))
     a_train, a_test = np.tanh(x_train @ w1.T), np.tanh(x_test @ w1.T)
