@@ -124,6 +124,10 @@ SETUPS = {s.name: s for s in (
     Setup("inputs_var_3", "inputs N(0, 3)", input_var=3.0),
     # precision
     Setup("float64", "float64 throughout", dtype="float64"),
+    # two torch defaults together: the teacher's init and MSELoss (no 1/2)
+    Setup("torch_pipeline", "torch's default teacher init and MSELoss (no 1/2) together; the "
+          "loss is still measured as eq. 2.6", teacher_var=1.0 / 3.0, teacher_dist="uniform",
+          loss_scale=1.0),
 )}
 # longer training at the corner only: is the floor set by t_f?
 LONG = Setup("long_1e6", "t_f = 1e6 (10x), the corner only", steps=1_000_000, eps=EPS[:CORNER])
