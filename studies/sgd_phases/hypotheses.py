@@ -579,7 +579,7 @@ def table(path: Path = OUT) -> str:
         jump = r["t_jump"]["value"]
         eps_c = r.get("eps_c", {}).get("value", float("nan"))
         rows.append(
-            f"| `{name}` | {r['what']} | {pm(r['floor'], '.1e')} | "
+            f"| `{name}` | {r['what'].replace('|', chr(92) + '|')} | {pm(r['floor'], '.1e')} | "
             f"{r['floor']['value'] / base['floor']['value']:.2g} | {pm(r['t_c'], '.2g')} | "
             f"{eps_c:.2g} | {jump:.2g} | {r['corner_curve']['last_decade_slope']:.2f} |")
     return "\n".join(rows)
