@@ -6,8 +6,8 @@ Cos-net (d = 1) on P = 8 points. What is measured, each as a ratio of two
 timings taken in the same run, interleaved round by round so that a busy
 machine slows both sides alike:
 
-(a) the engine's jitted chunk step (``nnft.ensemble.make_chunk_step``: sample,
-    evaluate, accumulate moments up to order 4, and up to order 6) against the
+(a) one step of the engine (``nnft.ensemble.free_source``'s step and the moment
+    estimator's update, as ``nnft.engine.drive`` runs them: sample, evaluate, accumulate moments up to order 4, and up to order 6) against the
     same jitted ``vmap`` over ``network_keys`` producing the ``(chunk, P)``
     fields, reduced to their sum. Goal: ratio >= 0.7.
 (b) the engine (order 4) against a plain NumPy loop over networks doing the
@@ -47,7 +47,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as Spec
 
-from nnft.ensemble import make_chunk_step, network_keys
+from nnft.ensemble import free_source, network_keys
 from nnft.estimators import moment_estimator
 from nnft.priors.base import fields
 from nnft.priors.cos import CosNet
@@ -77,19 +77,19 @@ def _round_chunk(chunk: int, n_devices: int) -> int:
 
 
 def engine_step(prior: CosNet, chunk: int, max_order: int, mesh: Mesh):
-    """One call = one chunk through the engine's own jitted step (state carried, donated)."""
-    estimator = moment_estimator(N_POINTS, max_order, N_BATCHES)
-    step = make_chunk_step(prior, N_POINTS, max_order, N_BATCHES, chunk, mesh)
-    with jax.enable_x64(True):
-        state = [jax.device_put(estimator.init(), NamedSharding(mesh, Spec()))]
-        key = jax.random.PRNGKey(0)
-        points = jnp.asarray(_points(), jnp.float32)
-        start, total = jnp.int64(0), jnp.int64(2**40)
+    """One call = one step of the driver's loop: the free source's step (sample, evaluate)
+    and the moment estimator's update (sums carried, donated), as ``nnft.engine.drive``
+    runs them."""
+    key = jax.random.PRNGKey(0)
+    source = free_source(prior, _points(), 2**40, key, chunk_size=chunk, n_batches=N_BATCHES,
+                         devices=list(mesh.devices.flat), memory_limit=2**40)
+    estimator = moment_estimator(N_POINTS, max_order, N_BATCHES).for_engine()
+    acc = [estimator.init()]
 
     def call():
-        with jax.enable_x64(True):
-            state[0] = step(state[0], key, start, total, points)
-            jax.block_until_ready(state[0])
+        _, draws = source.step(key, (), 0)
+        acc[0] = estimator.update(acc[0], draws, 0)
+        jax.block_until_ready(acc[0])
 
     return call
 

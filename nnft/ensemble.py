@@ -1,31 +1,28 @@
-"""The ensemble engine: draw S networks, evaluate them on P points, accumulate moments.
+"""The free ensemble: draw S networks, evaluate them on P points, accumulate moments.
 
-Memory is independent of S: networks are drawn in chunks, evaluated with
-``jit(vmap(...))`` and folded into the running sums of a streaming estimator
-(:mod:`nnft.estimators`). Each chunk is split over every device of a ``Mesh``
-(data parallel over networks; XLA all-reduces the sums), which also covers
-multi-host runs under ``jax.distributed`` (see README).
+The free source (:func:`free_source`) is a pure init/step bundle for the one driver
+(:func:`nnft.engine.drive`): step ``i`` draws networks ``i * chunk .. (i + 1) * chunk - 1``,
+evaluates them with ``jit(vmap(...))`` and returns their fields; the driver folds them
+into the streaming moment estimator (:mod:`nnft.estimators`). Memory is independent of S.
+Each chunk is split over every device of a ``Mesh`` (data parallel over networks; XLA
+all-reduces the sums), which also covers multi-host runs under ``jax.distributed``.
 
-Reproducibility: network ``i`` is drawn from ``fold_in(key, i)`` (two folds, so
-indices beyond 2^32 stay distinct), and it lands in jackknife batch
-``i mod B``. Neither depends on the chunk size, the number of devices or on a
-restart, so those change the result only by floating-point round-off in the
-order of summation.
+Reproducibility: network ``i`` is drawn from ``fold_in(key, i)`` (two folds, so indices
+beyond 2^32 stay distinct), and it lands in jackknife batch ``i mod B``. Neither depends on
+the chunk size, the number of devices or on a restart, so those change the result only by
+floating-point round-off in the order of summation.
 
-Checkpoints: every ``checkpoint_every`` chunks the running sums are written
-atomically (temporary file, then rename) to ``checkpoint.npz``; ``resume=True``
-continues from there and refuses a checkpoint made for different work.
+Memory: ``chunk_size`` is an upper bound. The step is compiled at that chunk and lowered
+in proportion when XLA's working set exceeds ``memory_limit`` (default: a quarter of the
+free device or host memory, see :mod:`nnft.engine.memory`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
+import logging
 import math
 import os
-import tempfile
-import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,11 +33,15 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as Spec
 
 from nnft import _validate as v
-from nnft._progress import progress_bar, width_label
-from nnft.estimators import Correlators, MomentState, moment_estimator
+from nnft.engine.drive import Draws, RunInfo, Source, as_key, drive, key_fingerprint
+from nnft.engine.memory import default_budget, fit_chunk, parse_size
+from nnft.engine.mesh import data_mesh
+from nnft.engine.progress import width_label
+from nnft.estimators import Correlators, moment_estimator
 from nnft.priors.base import Prior, as_points, fields
 
 CHECKPOINT = "checkpoint.npz"
+log = logging.getLogger("nnft")
 
 
 def network_keys(key: jax.Array, indices: jax.Array) -> jax.Array:
@@ -59,40 +60,45 @@ class EnsembleResult(NamedTuple):
     correlators: Correlators
     seed: int
     seconds: float
+    info: RunInfo | None = None
+    chunk_size: int | None = None
 
+    def theory(self, names=None) -> dict:
+        """The prior's exact values of ``names`` (default: every quantity computed)."""
+        from nnft import results
 
-def _mesh(devices) -> Mesh:
-    devices = list(jax.devices() if devices is None else devices)
-    return Mesh(np.array(devices), ("net",))
+        return results.theory_for(self.prior, self.points,
+                                  names or results.measured(self.correlators))
 
+    def verdicts(self, names=None) -> dict:
+        """:class:`~nnft.verdicts.Verdict` per correlator (default G2 and the connected
+        ones): Hotelling's T^2 against the exact theory, or against zero where none is
+        known (needs the jackknife replicates: ``run(..., keep_replicates=True)``)."""
+        from nnft import verdicts
 
-@functools.lru_cache(maxsize=32)
-def make_chunk_step(prior: Prior, n_points: int, max_order: int, n_batches: int,
-                    chunk_size: int, mesh: Mesh):
-    """A jitted ``(state, key, start, n_total, points) -> state`` adding networks
-    ``start .. start + chunk_size - 1`` (those ``>= n_total`` are masked out).
+        if self.correlators.replicates is None:
+            return {}
+        return verdicts.verdicts(self.correlators, self.theory(names), names)
 
-    Cached, so repeated runs of the same work reuse one compiled step.
-    """
-    estimator = moment_estimator(n_points, max_order, n_batches)
-    rows = chunk_size // n_batches
-    sharding = NamedSharding(mesh, Spec("net"))
+    def to_xarray(self, names=None):
+        """The Dataset the CLI writes as ``results.nc``: values, errors, theory, z-scores,
+        verdicts, points and the run's attributes (versions, seed, estimator)."""
+        from nnft import results
 
-    def step(state: MomentState, key, start, n_total, points):
-        idx = start + jnp.arange(chunk_size, dtype=jnp.int64)
-        idx = jax.lax.with_sharding_constraint(idx, sharding)
-        keys = network_keys(key, idx)
-        phi = jax.vmap(lambda k: fields(prior, prior.sample(k), points))(keys)
-        phi = jax.lax.with_sharding_constraint(phi, sharding)
-        mask = (idx < n_total).reshape(rows, n_batches)
-        return estimator.update(state, phi.reshape(rows, n_batches, -1), mask)
+        attrs = {"architecture": self.prior.hyperparameters(), "seed": self.seed,
+                 "seconds": self.seconds}
+        return results.to_dataset(self.correlators, self.points, self.theory(), attrs,
+                                  names=names, verdicts=self.verdicts())
 
-    return jax.jit(step, donate_argnums=0)
-
-
-def _to_host(tree):
-    """Replicated (possibly multi-host) arrays -> numpy, from this process's first shard."""
-    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+    def __repr__(self) -> str:
+        c = self.correlators
+        orders = ", ".join(f"{k}: {v.value.shape}" for k, v in c.connected.items())
+        ver = "; ".join(f"{n} {v.outcome} with {v.reference} (p = {v.p_value:.2g})"
+                        for n, v in self.verdicts().items())
+        return (f"EnsembleResult({self.prior.name}, n_samples={c.n_samples:,}, "
+                f"points={self.points.shape}, correlators {{{orders}}}, jackknife over "
+                f"{c.n_batches} batches, seed={self.seed}, {self.seconds:.1f} s"
+                + (f"; {ver})" if ver else ")"))
 
 
 def _round_chunk(chunk_size: int, n_batches: int, n_devices: int) -> int:
@@ -100,113 +106,132 @@ def _round_chunk(chunk_size: int, n_batches: int, n_devices: int) -> int:
     return max(unit, math.ceil(chunk_size / unit) * unit)
 
 
-def _fingerprint(prior, points, n_samples, seed, max_order, n_batches) -> str:
-    return json.dumps(
-        {"prior": prior.hyperparameters(), "points": np.asarray(points).tolist(),
-         "n_samples": n_samples, "seed": seed, "max_order": max_order, "n_batches": n_batches},
-        sort_keys=True, default=str,
-    )
+def _sampler(prior: Prior, n_points: int, chunk: int, mesh: Mesh, emit=None):
+    """``(key, start, n_total, points) -> (phi, mask)`` for networks ``start ..
+    start + chunk - 1`` (those ``>= n_total`` masked out), before jit. ``emit(prior,
+    params, points)``, when given, replaces the fields by what it returns per network."""
+    sharding = NamedSharding(mesh, Spec("net"))
+    evaluate = fields if emit is None else emit
+
+    def sample(key, start, n_total, points):
+        idx = start + jnp.arange(chunk, dtype=jnp.int64)
+        idx = jax.lax.with_sharding_constraint(idx, sharding)
+        keys = network_keys(key, idx)
+        phi = jax.vmap(lambda k: evaluate(prior, prior.sample(k), points))(keys)
+        phi = jax.lax.with_sharding_constraint(phi, sharding)
+        return phi, idx < n_total
+
+    return sample
 
 
-def save_checkpoint(path: Path, state: MomentState, done: int, fingerprint: str) -> None:
-    """Write the running sums atomically: a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {f"sum{k}": np.asarray(s) for k, s in enumerate(state.sums, start=1)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, count=np.asarray(state.count), done=done, fingerprint=fingerprint,
-                     **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+@functools.lru_cache(maxsize=32)
+def _compiled_sampler(prior: Prior, points_shape, points_dtype, chunk: int, mesh: Mesh,
+                      key_shape, key_dtype, emit=None):
+    """The sampler jitted and compiled for one chunk (cached across runs of the same work)."""
+    with jax.enable_x64(True):
+        fn = jax.jit(_sampler(prior, points_shape[0], chunk, mesh, emit))
+        args = (jax.ShapeDtypeStruct(key_shape, key_dtype), jax.ShapeDtypeStruct((), jnp.int64),
+                jax.ShapeDtypeStruct((), jnp.int64),
+                jax.ShapeDtypeStruct(points_shape, points_dtype))
+        return fn.lower(*args).compile()
 
 
-def load_checkpoint(path: Path, fingerprint: str) -> tuple[MomentState, int]:
-    with np.load(path) as z:
-        if str(z["fingerprint"]) != fingerprint:
-            raise v.ConfigError(
-                f"resume: the checkpoint {path} was made for different work (architecture, "
-                "points, n_samples, seed or orders differ); remove it or use another --out"
-            )
-        n_orders = sum(1 for k in z.files if k.startswith("sum"))
-        sums = tuple(jnp.asarray(z[f"sum{k}"]) for k in range(1, n_orders + 1))
-        return MomentState(jnp.asarray(z["count"]), sums), int(z["done"])
+def free_source(prior: Prior, points, n_samples: int, key, *, chunk_size: int = 65536,
+                n_batches: int = 64, devices=None, memory_limit: int | None = None,
+                emit=None) -> Source:
+    """The free ensemble as a :class:`~nnft.engine.Source`: ``n_samples`` networks of
+    ``prior`` on ``points``, ``chunk`` at a time; draws are ``(rows, n_batches, P)`` so
+    that network ``i`` falls in batch ``i mod n_batches``. The source is stateless (the
+    step index says which networks come next); ``source.work['chunk']`` is the chunk
+    actually used (lowered to fit ``memory_limit`` bytes). ``emit(prior, params, points)``
+    (a module-level function): draws are what it returns per network, ``(rows, n_batches,
+    ...)``, instead of the fields (the readout estimators of :mod:`nnft.readout`)."""
+    pts = as_points(points, prior.input_dim)
+    mesh = _mesh(devices)
+    unit = n_batches * mesh.size
+    budget = (parse_size("memory_limit", memory_limit) if memory_limit is not None
+              else default_budget(mesh.devices.flat))
+    points_dev = jnp.asarray(pts, jnp.dtype(getattr(prior, "dtype", "float32")))
+    key = as_key(key)
+
+    def compile_at(c):
+        return _compiled_sampler(prior, points_dev.shape, points_dev.dtype, c, mesh,
+                                 key.shape, key.dtype, emit)
+
+    chunk, compiled, lowered_from = fit_chunk(
+        compile_at, _round_chunk(chunk_size, n_batches, mesh.size), unit, budget)
+    if lowered_from is not None and jax.process_index() == 0:
+        log.warning("chunk_size lowered from %d to %d networks to fit the memory budget of "
+                 "%.2f GiB (set memory_limit to change it)", lowered_from, chunk, budget / 2**30)
+    rows = chunk // n_batches
+
+    def step(key, state, i):
+        with jax.enable_x64(True):
+            phi, mask = compiled(key, jnp.int64(i * chunk), jnp.int64(n_samples), points_dev)
+        out = (phi.reshape(rows, n_batches, -1) if emit is None
+               else phi.reshape(rows, n_batches, *phi.shape[1:]))
+        return state, Draws(out, mask.reshape(rows, n_batches))
+
+    work = {"source": "free", "prior": prior.hyperparameters(), "points": pts.tolist(),
+            "n_samples": n_samples, "key": key_fingerprint(key), "n_batches": n_batches,
+            "chunk": chunk}
+    if emit is not None:
+        work["emit"] = emit.__name__
+    return Source(init=lambda key: (), step=step, n_steps=math.ceil(n_samples / chunk),
+                  work=work, label=width_label(prior), unit="networks", total=n_samples,
+                  units=lambda i: min(i * chunk, n_samples))
 
 
 def run(
     prior: Prior,
     points,
     n_samples: int,
-    seed: int = 0,
+    seed=0,
     *,
     max_order: int = 4,
     chunk_size: int = 65536,
     n_batches: int = 64,
     devices=None,
+    memory_limit: int | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 10,
     resume: bool = False,
     progress: bool = True,
     stop_after_chunks: int | None = None,
+    keep_replicates: bool = True,
 ) -> EnsembleResult:
     """Estimate the n-point functions (n <= ``max_order``) of ``prior`` on ``points``.
 
-    ``n_samples`` networks are drawn with ``PRNGKey(seed)``; ``chunk_size``
-    networks at a time (rounded up to a multiple of ``n_batches`` x devices).
-    ``stop_after_chunks`` ends the run early after writing a checkpoint (used to
-    test kill-and-resume). Returns an :class:`EnsembleResult`.
+    ``n_samples`` networks are drawn from ``seed`` (an integer: ``PRNGKey(seed)``, or a
+    ``jax.random.key``); ``chunk_size`` networks at a time at most (rounded up to a
+    multiple of ``n_batches`` x devices, lowered to fit ``memory_limit``: bytes, or a
+    size such as ``"2GiB"``).
+    ``checkpoint_dir``: running sums are written there every ``checkpoint_every`` chunks
+    and ``resume=True`` continues from them. ``stop_after_chunks`` ends the run early
+    after writing a checkpoint (to test kill-and-resume). ``keep_replicates``: keep the
+    jackknife replicates (for covariances and :meth:`EnsembleResult.verdicts`). Returns an
+    :class:`EnsembleResult`.
     """
-    v.positive_int("n_samples", n_samples, minimum=n_batches)
-    v.positive_int("chunk_size", chunk_size)
-    v.positive_int("checkpoint_every", checkpoint_every)
-    v.require(isinstance(seed, int) and not isinstance(seed, bool), "seed", seed,
-              "must be an integer")
+    n_batches = v.positive_int("n_batches", n_batches, minimum=2)
+    n_samples = v.positive_int("n_samples", n_samples, minimum=n_batches)
+    chunk_size = v.positive_int("chunk_size", chunk_size)
+    checkpoint_every = v.positive_int("checkpoint_every", checkpoint_every)
+    max_order = v.max_order("max_order", max_order)
+    key = as_key(seed)
     pts = as_points(points, prior.input_dim)
-    mesh = _mesh(devices)
-    chunk = _round_chunk(chunk_size, n_batches, mesh.size)
     estimator = moment_estimator(len(pts), max_order, n_batches)
+    source = free_source(prior, pts, n_samples, key, chunk_size=chunk_size,
+                         n_batches=n_batches, devices=devices, memory_limit=memory_limit)
+    source = source._replace(work={**source.work, "max_order": max_order})
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    fingerprint = _fingerprint(prior, pts, n_samples, seed, max_order, n_batches)
-
-    t0 = time.perf_counter()
-    with jax.enable_x64(True):
-        key = jax.random.PRNGKey(seed)
-        state, done = estimator.init(), 0
-        if resume and ckpt is not None and ckpt.exists():
-            state, done = load_checkpoint(ckpt, fingerprint)
-        replicated = NamedSharding(mesh, Spec())
-        state = jax.device_put(state, replicated)
-        step = make_chunk_step(prior, len(pts), max_order, n_batches, chunk, mesh)
-        points_dev = jnp.asarray(pts, jnp.dtype(getattr(prior, "dtype", "float32")))
-        bar = progress_bar(progress and jax.process_index() == 0, n_samples,
-                           width_label(prior), "networks", done)
-        chunks_run = 0
-        with bar as (advance):
-            while done < n_samples:
-                state = step(state, key, jnp.int64(done), jnp.int64(n_samples), points_dev)
-                done = min(done + chunk, n_samples)
-                chunks_run += 1
-                advance(done)
-                last = done >= n_samples
-                stop = stop_after_chunks is not None and chunks_run >= stop_after_chunks
-                due = last or stop or chunks_run % checkpoint_every == 0
-                if ckpt is not None and due and jax.process_index() == 0:
-                    save_checkpoint(ckpt, _to_host(state), done, fingerprint)
-                if stop and not last:
-                    raise RunInterrupted(done, n_samples)
-        state = _to_host(state)
-    correlators = estimator.finalize(state)
-    return EnsembleResult(prior, pts, correlators, seed, time.perf_counter() - t0)
+    finalize = functools.partial(estimator.finalize, keep_replicates=keep_replicates)
+    out = drive(source, estimator.for_engine(finalize), key, checkpoint=ckpt,
+                checkpoint_every=checkpoint_every, resume=resume, progress=progress,
+                stop_after=stop_after_chunks)
+    seed_out = seed if isinstance(seed, (int, np.integer)) else key_fingerprint(key)
+    return EnsembleResult(prior, pts, out.result, seed_out, out.info.seconds, out.info,
+                          source.work["chunk"])
 
 
-class RunInterrupted(RuntimeError):
-    """Raised by ``stop_after_chunks``: the run stopped early, its checkpoint is on disk."""
-
-    def __init__(self, done: int, total: int, unit: str = "networks"):
-        super().__init__(f"stopped after {done} of {total} {unit}; resume to continue")
-        self.done, self.total = done, total
-
-
+def _mesh(devices) -> Mesh:
+    return data_mesh("net", devices)

@@ -22,6 +22,7 @@ instead of 262,144. All sums are float64 (fields may be float32).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from typing import NamedTuple
 
@@ -29,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nnft import _validate as v
 from nnft.cumulants import cumulants_from_moments
 
 MAX_ORDER = 6
@@ -37,10 +39,14 @@ MAX_ENTRIES = 8**6
 
 
 class MomentState(NamedTuple):
-    """Running sums: ``count[b]`` samples and ``sums[k][b]`` (compact) per batch b."""
+    """Running sums per batch b (and per channel c, leading, when there are channels):
+    ``count[b]`` the summed weights (the number of samples when unweighted),
+    ``count2[b]`` the summed squared weights (for the effective sample size) and
+    ``sums[k][b]`` the weighted compact moment sums."""
 
     count: jax.Array
     sums: tuple
+    count2: jax.Array | None = None
 
 
 class Estimate(NamedTuple):
@@ -103,58 +109,121 @@ class MomentEstimator(NamedTuple):
     n_points: int
     max_order: int
     n_batches: int
+    n_channels: int | None = None
+
+    def for_engine(self, finalize=None):
+        """The bundle as a :class:`nnft.engine.Estimator` over :class:`~nnft.engine.Draws`
+        (``update`` jitted, in float64, the sums donated). ``finalize(state)`` replaces
+        the default (``Correlators``), e.g. to read weighted channels."""
+        from nnft.engine.drive import Estimator  # engine is a sibling layer, no cycle
+
+        jitted = _jitted_update(self.n_points, self.max_order, self.n_batches, self.n_channels)
+
+        def init():
+            with jax.enable_x64(True):
+                return self.init()
+
+        def update(state, draws, i):
+            with jax.enable_x64(True):
+                return jitted(state, draws.fields, draws.mask, draws.weights)
+
+        return Estimator(init, update, finalize or self.finalize)
 
 
-def moment_estimator(n_points: int, max_order: int = 4, n_batches: int = 64) -> MomentEstimator:
+def moment_estimator(n_points: int, max_order: int = 4, n_batches: int = 64, *,
+                     n_channels: int | None = None) -> MomentEstimator:
     """Streaming moments of orders 1..``max_order`` on ``n_points`` points, in ``n_batches``.
 
-    ``update`` is pure and jittable (it must run with x64 enabled: wrap the
-    driver in ``jax.enable_x64(True)``); ``finalize`` returns a
-    :class:`Correlators` with full and connected correlators and their errors.
+    ``update(state, fields, mask=None, weights=None)`` is pure and jittable (it must run
+    with x64 enabled: wrap the driver in ``jax.enable_x64(True)``). Each sample enters
+    with weight ``mask * weights`` (importance reweighting; moments are then ratios
+    ``sum w phi^k / sum w`` per jackknife batch). With ``n_channels = C`` the weights
+    carry a leading channel axis ``(C, ..., B)`` and every channel keeps its own sums
+    (e.g. one channel per coupling of a reweighting scan); :func:`channel_state` picks
+    one. ``finalize`` returns a :class:`Correlators` with full and connected
+    correlators and their errors.
     """
-    if not 1 <= max_order <= MAX_ORDER:
-        raise ValueError(f"max_order: got {max_order}; allowed 1..{MAX_ORDER}")
-    if n_points**max_order > MAX_ENTRIES * 4 and max_order >= 5:
-        raise ValueError(
-            f"points: {n_points} points with order {max_order} is too large "
-            f"({n_points}**{max_order} entries); use at most 8 points for order 6"
-        )
+    max_order = v.max_order("max_order", max_order)
+    v.points_for_order("points", n_points, max_order)
     if n_batches < 2:
         raise ValueError(f"n_batches: got {n_batches}; must be >= 2 for error bars")
     layout = _Layout(n_points)
     max_k = min(3, max_order)
     sizes = {0: 1, 1: n_points, 2: len(layout.pairs), 3: len(layout.triples)}
 
+    lead = () if n_channels is None else (n_channels,)
+
     def init() -> MomentState:
         sums = tuple(
-            jnp.zeros((n_batches, *[sizes[k] for k in layout.split(o) if k > 0]), jnp.float64)
+            jnp.zeros((*lead, n_batches, *[sizes[k] for k in layout.split(o) if k > 0]),
+                      jnp.float64)
             for o in range(1, max_order + 1)
         )
-        return MomentState(jnp.zeros((n_batches,), jnp.float64), sums)
+        return MomentState(jnp.zeros((*lead, n_batches), jnp.float64), sums,
+                           jnp.zeros((*lead, n_batches), jnp.float64))
 
-    def update(state: MomentState, fields: jax.Array, mask: jax.Array | None = None):
-        """Add samples ``fields`` of shape ``(..., B, P)``; ``mask`` (..., B) drops rows."""
+    def update(state: MomentState, fields: jax.Array, mask: jax.Array | None = None,
+               weights: jax.Array | None = None):
+        """Add samples ``fields`` ``(..., B, P)``; ``mask`` (..., B) drops rows (False),
+        ``weights`` (..., B), or ``(C, ..., B)`` with channels, weights them."""
         f = fields.astype(jnp.float64).reshape(-1, n_batches, n_points)
-        if mask is None:
-            w = jnp.ones(f.shape[:2], jnp.float64)
-        else:
-            w = mask.astype(jnp.float64).reshape(-1, n_batches)
-            f = f * w[..., None]
+        valid = None if mask is None else mask.reshape(-1, n_batches)
+        if valid is not None:  # zero the dropped rows (they may hold inf or nan)
+            f = jnp.where(valid[..., None], f, 0.0)
+        if weights is None and n_channels is None:
+            w = (jnp.ones(f.shape[:2], jnp.float64) if valid is None
+                 else valid.astype(jnp.float64))
+            mono = _products(f, layout, max_k)
+            new = [s + _increment(mono, layout, o, None) for o, s in
+                   zip(range(1, max_order + 1), state.sums)]
+            wsum = jnp.sum(w, axis=0)
+            return MomentState(state.count + wsum, tuple(new), state.count2 + wsum)
+        w = jnp.ones((*lead, *f.shape[:2]), jnp.float64) if weights is None else \
+            weights.astype(jnp.float64).reshape(*lead, -1, n_batches)
+        if valid is not None:
+            w = jnp.where(valid, w, 0.0)
         mono = _products(f, layout, max_k)
-        new = []
-        for o, s in zip(range(1, max_order + 1), state.sums):
-            ka, kb = layout.split(o)
-            if ka == 0:
-                inc = jnp.sum(mono[kb], axis=0)
-            else:
-                inc = jnp.einsum("rbi,rbj->bij", mono[ka], mono[kb])
-            new.append(s + inc)
-        return MomentState(state.count + jnp.sum(w, axis=0), tuple(new))
+        new = [s + _increment(mono, layout, o, w) for o, s in
+               zip(range(1, max_order + 1), state.sums)]
+        return MomentState(state.count + jnp.sum(w, axis=-2), tuple(new),
+                           state.count2 + jnp.sum(w * w, axis=-2))
 
     def finalize(state: MomentState, keep_replicates: bool = False) -> Correlators:
         return _finalize(state, layout, max_order, keep_replicates)
 
-    return MomentEstimator(init, update, finalize, n_points, max_order, n_batches)
+    return MomentEstimator(init, update, finalize, n_points, max_order, n_batches, n_channels)
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_update(n_points: int, max_order: int, n_batches: int, n_channels: int | None):
+    """One compiled update per estimator shape, shared by every run (sums donated)."""
+    est = moment_estimator(n_points, max_order, n_batches, n_channels=n_channels)
+    return jax.jit(est.update, donate_argnums=0)
+
+
+def _increment(mono: dict, layout: _Layout, order: int, w: jax.Array | None) -> jax.Array:
+    """The sums of order ``order`` over rows: unweighted ``(B, ...)``, or weighted by ``w``
+    ``(..., R, B)`` (leading channel axes kept)."""
+    ka, kb = layout.split(order)
+    if w is None:
+        if ka == 0:
+            return jnp.sum(mono[kb], axis=0)
+        return jnp.einsum("rbi,rbj->bij", mono[ka], mono[kb])
+    if ka == 0:
+        return jnp.einsum("...rb,rbi->...bi", w, mono[kb])
+    return jnp.einsum("...rb,rbi,rbj->...bij", w, mono[ka], mono[kb])
+
+
+def channel_state(state: MomentState, channel: int) -> MomentState:
+    """The sums of one channel of a multi-channel state (see ``n_channels``)."""
+    return MomentState(state.count[channel], tuple(s[channel] for s in state.sums),
+                       state.count2[channel])
+
+
+def effective_samples(state: MomentState) -> float:
+    """Kish's effective sample size ``(sum w)^2 / sum w^2`` of a (weighted) state."""
+    w, w2 = float(np.sum(np.asarray(state.count))), float(np.sum(np.asarray(state.count2)))
+    return w * w / w2 if w2 > 0 else 0.0
 
 
 def _expand(compact: jax.Array, order: int, layout: _Layout) -> jax.Array:

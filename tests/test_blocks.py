@@ -1,10 +1,10 @@
-"""nnft.blocks: resumable blocks of work (the process pool is covered by test_sgd_phases)."""
+"""nnft.engine.blocks: resumable blocks of work (the process pool is covered by test_sgd_phases)."""
 
 import numpy as np
 import pytest
 
-from nnft.blocks import run_blocks
-from nnft.ensemble import RunInterrupted
+from nnft._validate import RunInterrupted
+from nnft.engine.blocks import run_blocks
 
 CALLS = []
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from nnft import ConfigError
-from nnft.ensemble import RunInterrupted, run
+from nnft._validate import RunInterrupted
+from nnft.ensemble import run
 from nnft.priors.cos import CosNet
 
 PRIOR = CosNet(d=2, width=10, sigma_w0=1.3, sigma_w1=0.9)
