@@ -5,7 +5,7 @@
 Target: the phi^4-deformed parameter density of Cos-net (d = 1, width 10; and
 width 100 without ``--quick``), ``P(theta) exp(-int_box V(phi_theta))`` with
 ``V = 0.1 phi^4`` on the box [-1, 1], 24 Gauss-Legendre nodes
-(``nnft.insertion.make_target``), observed on the points 0, 0.3, 0.6, 0.9. What is
+(``nnft.interaction.make_target``), observed on the points 0, 0.3, 0.6, 0.9. What is
 measured, each side on the same work (same chains, warmup, draws and initial
 positions, float32), in the same run, interleaved round by round (seed r in
 round r, the order of the two sides alternating) so a busy machine slows both
@@ -73,7 +73,7 @@ import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
-from nnft.insertion import Box, Interaction, make_target, numpyro_model, phi4, unflatten_sites
+from nnft.interaction import Box, Interaction, make_target, numpyro_model, phi4, unflatten_sites
 from nnft.mcmc import MCMCConfig, initial_positions, run_nuts
 from nnft.priors.cos import CosNet
 from nnft.results import write_json

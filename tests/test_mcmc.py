@@ -6,18 +6,22 @@ autocorrelation-aware errors, diagnostics that flag trouble, and ``nnft run`` on
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import arviz as az
 import numpy as np
 import pytest
 
 from nnft import ConfigError, CosNet
-from nnft.cards import parse_card
-from nnft.ensemble import RunInterrupted
-from nnft.insertion import Box, Interaction, make_target, phi4
+from nnft._validate import RunInterrupted
+from nnft.app.cards import parse_card
+from nnft.app.pipeline import run_card
+from nnft.engine.checkpoint import read_done
+from nnft.interaction import Box, Interaction, make_target, phi4
 from nnft.mcmc import (
     MCMCConfig,
     MCMCResult,
@@ -28,7 +32,6 @@ from nnft.mcmc import (
     run_numpyro,
     run_nuts,
 )
-from nnft.pipeline import run_card
 
 PRIOR = CosNet(d=1, width=4, sigma_w0=1.2, sigma_w1=0.9)
 POINTS = np.array([[0.0], [0.4], [0.9]])
@@ -95,6 +98,23 @@ def test_numpyro_runs_the_same_model(interacting):
     assert diagnostics(other)["divergences"] == 0
 
 
+@pytest.mark.slow  # numpyro compiles its sampler on every chunk
+def test_numpyro_state_is_checkpointed_by_the_driver(tmp_path):
+    """numpyro's HMCState is the source's state: stop after warmup + one chunk, resume:
+    the same draws as an uninterrupted chunked run."""
+    target = make_target(PRIOR, Interaction(phi4(0.05), BOX, 12))
+    cfg = MCMCConfig(sampler="numpyro", chains=2, warmup=30, samples=40, seed=3,
+                     checkpoint_every=20)
+    whole = run_numpyro(target, POINTS, cfg, checkpoint_dir=tmp_path / "whole")
+    with pytest.raises(RunInterrupted):
+        run_numpyro(target, POINTS, cfg, checkpoint_dir=tmp_path / "cut", stop_after_chunks=2)
+    resumed = run_numpyro(target, POINTS, cfg, checkpoint_dir=tmp_path / "cut", resume=True)
+    assert resumed.info.resumed_from == 20
+    np.testing.assert_array_equal(whole.z, resumed.z)
+    np.testing.assert_array_equal(whole.stats["n_steps"], resumed.stats["n_steps"])
+    np.testing.assert_array_equal(whole.step_size, resumed.step_size)
+
+
 def test_finite_n_first_order_is_the_derivative_of_reweighting(interacting):
     """Two code paths on the same free draws: the lambda-derivative at 0 of the
     reweighted estimator, E_0[O e^{-lambda S}] / E_0[e^{-lambda S}], is -Cov_0(O, S),
@@ -114,25 +134,110 @@ def test_finite_n_first_order_is_the_derivative_of_reweighting(interacting):
             assert abs(s.value[e]) > 10 * s.stderr[e]  # and the slope is resolved
 
 
-def test_resume_equals_uninterrupted(tmp_path):
+_KILLED = textwrap.dedent("""
+    import sys, time
+    import jax
+    from nnft import CosNet
+    from nnft.engine import drive
+    from nnft.interaction import Box, Interaction, make_target, phi4
+    from nnft.mcmc import MCMCConfig, nuts_source, recorder
+    target = make_target(CosNet(d=1, width=4, sigma_w0=1.2, sigma_w1=0.9),
+                         Interaction(phi4(0.05), Box((2.0,)), 12))
+    cfg = MCMCConfig(chains=2, warmup=50, samples=90, seed=4, checkpoint_every=30)
+    source, spec = nuts_source(target, [[0.0], [0.4], [0.9]], cfg)
+
+    def slow(key, state, i):  # room to be killed between checkpoints
+        if i >= 2:
+            time.sleep(30)
+        return source.step(key, state, i)
+
+    drive(source._replace(step=slow), recorder(spec, 3, 30, 90), jax.random.PRNGKey(4),
+          checkpoint=sys.argv[1], progress=False)
+""")
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path):
+    """NUTS through the driver: kill -9 mid-run (after the warmup and one chunk are
+    checkpointed), resume: the same draws as an uninterrupted run, bit for bit."""
     target = make_target(PRIOR, Interaction(phi4(0.05), BOX, 12))
     cfg = MCMCConfig(chains=2, warmup=50, samples=90, seed=4, checkpoint_every=30)
-    whole = run_nuts(target, POINTS, cfg)
-    with pytest.raises(RunInterrupted):
-        run_nuts(target, POINTS, cfg, checkpoint_dir=tmp_path, stop_after_chunks=1)
+    path = tmp_path / "checkpoint.npz"
+    child = subprocess.Popen([sys.executable, "-c", _KILLED, str(path)],
+                             env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    try:
+        whole = run_nuts(target, POINTS, cfg)
+        deadline = time.monotonic() + 600
+        while (read_done(path) or 0) < 2 and child.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert read_done(path) == 2, "the child did not checkpoint warmup + one chunk"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
     resumed = run_nuts(target, POINTS, cfg, checkpoint_dir=tmp_path, resume=True)
+    assert resumed.info.resumed_from == 30  # draws per chain done when it resumed
     np.testing.assert_array_equal(whole.z, resumed.z)
-    np.testing.assert_array_equal(whole.stats["n_steps"], resumed.stats["n_steps"])
-    # a checkpoint made for other work is refused
+    np.testing.assert_array_equal(whole.phi, resumed.phi)
+    for key in whole.stats:
+        np.testing.assert_array_equal(whole.stats[key], resumed.stats[key])
+    np.testing.assert_array_equal(whole.step_size, resumed.step_size)
+    assert list(tmp_path.iterdir()) == [path]  # one checkpoint file, no chunk files
+    # an early stop (RunInterrupted) resumes too; a checkpoint for other work is refused
+    with pytest.raises(RunInterrupted):
+        run_nuts(target, POINTS, cfg, checkpoint_dir=tmp_path / "stop", stop_after_chunks=2)
+    again = run_nuts(target, POINTS, cfg, checkpoint_dir=tmp_path / "stop", resume=True)
+    np.testing.assert_array_equal(whole.z, again.z)
     other = make_target(PRIOR, Interaction(phi4(0.07), BOX, 12))
     with pytest.raises(ConfigError, match="resume"):
         run_nuts(other, POINTS, cfg, checkpoint_dir=tmp_path, resume=True)
 
 
+def test_crosschecks_equal_a_direct_numpy_computation():
+    """The reweighted G2, its jackknife error, the ESS and the first-order slope of G2
+    equal a direct numpy computation on the same free draws (network i from
+    network_keys(key, i), batch i mod B)."""
+    import jax
+
+    from nnft.ensemble import network_keys
+    from nnft.priors.base import fields
+
+    prior = PRIOR.replace(dtype="float64")
+    inter = Interaction(phi4(0.3), BOX, 12)
+    n, b, lam = 64 * 40, 64, 0.3
+    checks = free_draw_crosschecks(prior, inter, POINTS, [lam], n, seed=5, chunk_size=1000,
+                                   n_batches=b)
+    unit = inter.unit()
+    with jax.enable_x64(True):
+        params = jax.vmap(prior.sample)(network_keys(jax.random.PRNGKey(5),
+                                                     jax.numpy.arange(n)))
+        phi = np.asarray(jax.vmap(lambda p: fields(prior, p, jax.numpy.asarray(POINTS)))(params))
+        s = np.asarray(jax.vmap(lambda p: unit.action(prior, p))(params))
+    s = s - unit.box.volume * unit.potential.lower_bound()
+    w = np.exp(-lam * s)
+    batch = np.arange(n) % b
+    pp = phi[:, :, None] * phi[:, None, :]
+
+    def g2(keep):
+        return np.einsum("n,nab->ab", w[keep], pp[keep]) / w[keep].sum()
+
+    def slope(keep):
+        m2 = pp[keep].mean(axis=0)
+        return -(np.einsum("n,nab->ab", s[keep], pp[keep]) / keep.sum() - s[keep].mean() * m2)
+
+    for value, est in ((g2, checks.reweighted[0]["G2"]), (slope, checks.slope["G2"])):
+        loo = np.stack([value(batch != k) for k in range(b)])
+        err = np.sqrt((b - 1) / b * np.sum((loo - loo.mean(axis=0)) ** 2, axis=0))
+        np.testing.assert_allclose(est.value, value(np.ones(n, bool)), rtol=1e-10)
+        np.testing.assert_allclose(est.stderr, err, rtol=1e-8)
+    assert checks.ess[0] == pytest.approx(w.sum() ** 2 / (w * w).sum(), rel=1e-12)
+    np.testing.assert_allclose(checks.free["G2"].value, pp.mean(axis=0), rtol=1e-10)
+
+
 _DEVICES = textwrap.dedent("""
     import json, sys, numpy as np, jax
     from nnft import CosNet
-    from nnft.insertion import Box, Interaction, make_target, phi4
+    from nnft.interaction import Box, Interaction, make_target, phi4
     from nnft.mcmc import MCMCConfig, run_nuts
     target = make_target(CosNet(d=1, width=4, sigma_w0=1.2, sigma_w1=0.9, dtype="float64"),
                          Interaction(phi4(0.05), Box((2.0,)), 12))

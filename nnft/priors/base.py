@@ -54,6 +54,39 @@ class Prior(abc.ABC):
         """Exact connected six-point function, shape ``(P,)*6``, or None."""
         return None
 
+    # -- what samplers and the interaction need, where the architecture provides it ----
+    def reparameterization(self):
+        """Unconstrained coordinates with their log density
+        (:class:`nnft.priors.reparam.Reparameterization`), or None (not provided)."""
+        return None
+
+    def cos_modes(self, params):
+        """``(a, w, b)`` with ``phi(x) = sum_i a_i cos(w_i . x + b_i)`` for cos-type
+        networks (the exact box integral needs them), else None."""
+        return None
+
+    # -- the readout form (nnft.readout), where the last layer is Gaussian ----------
+    #: True when ``phi(x) = sum_i w_i h_i(x) (+ b)`` with ``w_i ~ N(0, s^2)``, ``b ~ N(0,
+    #: s_b^2)`` independent of the features ``h_i`` (then ``phi | h`` is a centred GP)
+    gaussian_readout = False
+    #: True when, besides, the neurons ``(w_i, h_i)`` are i.i.d. with a law that does not
+    #: depend on the width (one hidden layer), so ``K = (1/N) sum_i k_i``
+    iid_neurons = False
+
+    def readout_features(self, params, x):
+        """The hidden features ``h_i(x)`` ``(N,)`` of one network at one input, for
+        ``K(x, y) = s^2 sum_i h_i(x) h_i(y) + s_b^2`` (only where ``gaussian_readout``)."""
+        raise NotImplementedError(f"{self.name}: no Gaussian readout")
+
+    def readout_variances(self) -> tuple[float, float]:
+        """``(s^2, s_b^2)``: the variances of a readout weight and of the readout bias."""
+        raise NotImplementedError(f"{self.name}: no Gaussian readout")
+
+    def nngp_rows(self, points, nodes):
+        """Infinite-width kernel ``G(x_a, z_q)`` ``(P, Q)`` and ``G(z_q, z_q)`` ``(Q,)``
+        (float64 numpy), or None where it is not known."""
+        return None
+
     # -- conveniences ---------------------------------------------------------------
     @property
     def input_dim(self) -> int:
@@ -70,8 +103,10 @@ class Prior(abc.ABC):
             v = getattr(self, f.name)
             if callable(v):
                 v = getattr(v, "__name__", repr(v))
+            elif isinstance(v, np.generic):
+                v = v.item()  # np.int64(3) -> 3
             elif isinstance(v, tuple):
-                v = list(v)
+                v = [x.item() if isinstance(x, np.generic) else x for x in v]
             out[f.name] = v
         return out
 
@@ -86,21 +121,11 @@ def sample_fields(prior: Prior, keys: jax.Array, points: jax.Array) -> jax.Array
     return jax.vmap(lambda k: fields(prior, prior.sample(k), points))(keys)
 
 
-def as_points(points, d: int) -> np.ndarray:
+def as_points(points, d: int, field: str = "points") -> np.ndarray:
     """Validate a point set: a list of d-vectors (or scalars when d = 1) -> ``(P, d)``."""
-    from nnft._validate import ConfigError
+    from nnft._validate import points as check_points
 
-    arr = np.asarray(points, dtype=np.float64)
-    if arr.ndim == 1 and d == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2 or arr.shape[1] != d or arr.shape[0] < 1:
-        raise ConfigError(
-            f"points: got an array of shape {np.shape(points)}; must be a non-empty list of "
-            f"{d}-vectors (d = {d})"
-        )
-    if not np.all(np.isfinite(arr)):
-        raise ConfigError("points: got non-finite coordinates; must be finite numbers")
-    return arr
+    return check_points(field, points, d)
 
 
 def default_dtype():

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nnft import _validate as v
+from nnft.priors import reparam as rp
 from nnft.priors.base import Prior, as_points
 from nnft.priors.parameterization import PRESETS, ABCParameterization, get_parameterization
 from nnft.theory import gp
@@ -88,7 +89,7 @@ class MLP(Prior):
             v.require(len(self.width) == self.depth, "width", list(self.width),
                       f"must be an integer >= 1 or a list of depth = {self.depth} of them")
             for w in self.width:
-                v.require(isinstance(w, int) and not isinstance(w, bool) and w >= 1, "width",
+                v.require(v.is_int(w) and w >= 1, "width",
                           list(self.width), "every entry must be an integer >= 1")
         else:
             v.positive_int("width", self.width)
@@ -157,18 +158,47 @@ class MLP(Prior):
             params.append(layer)
         return tuple(params)
 
-    def apply(self, params, x):
-        """One network at one input ``x`` of shape ``(d,)``, eqs. (101)-(104); a scalar."""
+    def _affine(self, layer, sc: LayerScale, h):
+        z = sc.w_mult * (layer["W"] @ h)
+        return z + sc.b_mult * layer["b"] if self.bias else z
+
+    def features(self, params, x):
+        """The last hidden layer ``sigma(z^(L)(x))`` of one network at one input, ``(n_L,)``
+        (eqs. 103-104)."""
         act = ACTIVATIONS[self.activation]
         h = jnp.asarray(x, self.dtype)
-        for i, (layer, sc) in enumerate(zip(params, self.layer_scales())):
-            if i > 0:
-                h = act(h)
-            z = sc.w_mult * (layer["W"] @ h)
-            if self.bias:
-                z = z + sc.b_mult * layer["b"]
-            h = z
-        return h * self.output_scale
+        for layer, sc in zip(params[:-1], self.layer_scales()[:-1]):
+            h = act(self._affine(layer, sc, h))
+        return h
+
+    def apply(self, params, x):
+        """One network at one input ``x`` of shape ``(d,)``, eqs. (101)-(104); a scalar."""
+        readout = self._affine(params[-1], self.layer_scales()[-1], self.features(params, x))
+        return readout * self.output_scale
+
+    gaussian_readout = True  # raw readout weights and bias are Gaussian (eq. 105)
+
+    @property
+    def iid_neurons(self) -> bool:
+        """One hidden layer whose effective first-layer scale is width free (eq. 121)."""
+        p = self.abc
+        return self.depth == 1 and 2 * p.a_first + p.b_first == 0
+
+    def readout_features(self, params, x):
+        """The last hidden layer ``sigma(z^(L)(x))``, as :meth:`features`."""
+        return self.features(params, x)
+
+    def readout_variances(self):
+        """Effective readout weight and bias variances, output factor included."""
+        sc = self.layer_scales()[-1]
+        s = self.output_scale
+        sb2 = (s * sc.b_mult * sc.b_std) ** 2 if self.bias else 0.0
+        return float((s * sc.w_mult * sc.w_std) ** 2), float(sb2)
+
+    def layer_weight(self, params, layer: int):
+        """The effective weight matrix ``m_l W^(l)`` of ``layer`` (0 = first, ``depth`` =
+        readout); ``params`` may be stacked over networks."""
+        return params[layer]["W"] * self.layer_scales()[layer].w_mult
 
     # -- infinite-width theory -------------------------------------------------------------
     def kernel_layers(self) -> list[gp.Layer]:
@@ -190,6 +220,39 @@ class MLP(Prior):
     def nngp(self, points1, points2=None) -> np.ndarray:
         """``E[phi(x) phi(y)]`` at infinite width on ``points1 x points2`` (``(P, Q)``, float64)."""
         return self._kernels(points1, points2)[0]
+
+    def nngp_rows(self, points, nodes):
+        """``nngp(points, nodes)`` ``(P, Q)`` and the diagonal ``nngp(z_q, z_q)`` ``(Q,)``."""
+        z = np.asarray(nodes, dtype=np.float64)
+        diag = np.concatenate([np.diag(self.nngp(z[i:i + 256]))
+                               for i in range(0, len(z), 256)])
+        return np.asarray(self.nngp(points, z)), diag
+
+    def reparameterization(self) -> rp.Reparameterization:
+        """Every raw parameter Gaussian (eq. 105), standardised; zero-variance ones fixed."""
+        scales = self.layer_scales()
+
+        def std(i, name):
+            return scales[i].w_std if name == "W" else scales[i].b_std
+
+        def constrain(z):
+            return tuple({k: std(i, k) * val for k, val in layer.items()}
+                         for i, layer in enumerate(z))
+
+        def unconstrain(p):
+            return tuple({k: (val / std(i, k) if std(i, k) > 0 else jnp.zeros_like(val))
+                          for k, val in layer.items()} for i, layer in enumerate(p))
+
+        def log_density(z):
+            return sum(rp.normal_logpdf(val) for val in jax.tree.leaves(z))
+
+        def init(key):
+            leaves, tree = jax.tree.flatten(self.sample(key))
+            keys = jax.random.split(jax.random.fold_in(key, 7919), len(leaves))
+            return jax.tree.unflatten(tree, [jax.random.normal(k, x.shape, x.dtype)
+                                             for k, x in zip(keys, leaves)])
+
+        return rp.Reparameterization(constrain, unconstrain, log_density, init)
 
     def g2(self, points) -> np.ndarray:
         """Exact G2 for depth 1 at every width; for depth >= 2 the infinite-width NNGP.

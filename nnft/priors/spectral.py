@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nnft import _validate as v
+from nnft.priors import reparam as rp
 from nnft.priors.base import Prior, as_points
 from nnft.theory import correlators as corr
 from nnft.theory import spectral as th
@@ -120,6 +121,50 @@ class SpectralNet(Prior):
         w0 = params["w0"]
         return params["w1"] @ (self.amplitude(w0) * jnp.cos(w0 @ x + params["b0"]))
 
+    def cos_modes(self, params):
+        """``(a, w, b)`` with ``phi(x) = sum_i a_i cos(w_i . x + b_i)``: ``a = w1 F(w0)``."""
+        return params["w1"] * self.amplitude(params["w0"]), params["w0"], params["b0"]
+
+    gaussian_readout = True
+    iid_neurons = True
+
+    def readout_features(self, params, x):
+        """``h_i(x) = F(w0_i) cos(w0_i . x + b_i)``."""
+        w0 = params["w0"]
+        return self.amplitude(w0) * jnp.cos(w0 @ x + params["b0"])
+
+    def readout_variances(self):
+        return self.sigma_w1**2 / self.width, 0.0
+
+    def reparameterization(self) -> rp.Reparameterization:
+        """``w0 ~ Unif(B_Lambda^d)`` as ``w0 = Lambda tanh(|u|) u/|u|``, ``b`` through a
+        logit, ``w1`` standardised. The radial map has ``|det dw0/du| = Lambda^d (1 -
+        tanh^2 rho) (tanh(rho)/rho)^{d-1}``, ``rho = |u|``."""
+        lam, d = self.Lambda, self.d
+        s1 = self.sigma_w1 / math.sqrt(self.width)
+
+        def constrain(z):
+            u = z["w0"]
+            r2 = jnp.sum(u * u, axis=-1, keepdims=True)
+            return {"w0": lam * rp.tanh_ratio(r2) * u, "b0": rp.phase(z["b0"]),
+                    "w1": s1 * z["w1"]}
+
+        def unconstrain(p):
+            w = p["w0"]
+            r = jnp.sqrt(jnp.sum(w * w, axis=-1, keepdims=True)) / lam
+            r_safe = jnp.where(r > 0, r, 1.0)
+            factor = jnp.where(r > 0, jnp.arctanh(jnp.minimum(r_safe, 1 - 1e-7)) / r_safe, 1.0)
+            return {"w0": factor * w / lam, "b0": rp.unphase(p["b0"]), "w1": p["w1"] / s1}
+
+        def log_density(z):
+            r2 = jnp.sum(z["w0"] ** 2, axis=-1)
+            log_jac = -2.0 * rp.log_cosh_sq(r2) + (d - 1) * jnp.log(rp.tanh_ratio(r2))
+            return (jnp.sum(log_jac) + rp.logistic_logpdf(z["b0"])
+                    + rp.normal_logpdf(z["w1"]))
+
+        return rp.Reparameterization(constrain, unconstrain, log_density,
+                                     lambda key: unconstrain(self.sample(key)))
+
     # -- theory --------------------------------------------------------------------
     def g2(self, points):
         """Eq. (74): ``G2(x_a, x_b) = int_{|p|<Lambda} d^dp/(2pi)^d e^{ip.(x_a-x_b)} rho(|p|)``."""
@@ -137,6 +182,16 @@ class SpectralNet(Prior):
 
     def _moment(self, points, n):
         return th.spectral_neuron_moment(points, n, self.rho, Lambda=self.Lambda)
+
+    def nngp_rows(self, points, nodes):
+        """Infinite-width kernel ``G(x_a, z_q)`` ``(P, Q)`` and ``G(z_q, z_q)`` ``(Q,)``
+        (the Hankel transform of the spectrum, eq. 74)."""
+        x = np.asarray(points, dtype=np.float64)
+        z = np.asarray(nodes, dtype=np.float64)
+        r = np.sqrt(np.sum((x[:, None, :] - z[None, :, :]) ** 2, axis=-1))
+        g = th.hankel_transform(self.rho, r, d=self.d, Lambda=self.Lambda)
+        g0 = th.hankel_transform(self.rho, np.zeros(1), d=self.d, Lambda=self.Lambda)[0]
+        return g, np.full(len(z), g0)
 
     def hyperparameters(self) -> dict:
         """As :meth:`Prior.hyperparameters`, without the fields a subclass fixes."""

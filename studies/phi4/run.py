@@ -11,7 +11,7 @@ errors. Three independent cross-checks, all through nnft's public modules:
 2. first-order perturbation theory at finite N, ``dG/dlambda = -Cov_0(G, S)`` from
    the free draws (``nnft.mcmc.free_draw_crosschecks``);
 3. first order at N = infinity, ``-12 lambda int G G G`` and ``-24 lambda int G G G G``
-   by box quadrature (``nnft.insertion.perturbation_infinite_n``).
+   by box quadrature (``nnft.interaction.perturbation_infinite_n``).
 
 The lambda-slope of the NUTS correlators is fitted (``G - G_free = s lambda + c lambda^2``,
 weighted least squares with the exact free value as intercept) and compared with 2.
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from nnft import CosNet
-from nnft.insertion import Box, Interaction, make_target, perturbation_infinite_n, phi4
+from nnft.interaction import Box, Interaction, make_target, perturbation_infinite_n, phi4
 from nnft.mcmc import (
     MCMCConfig,
     chain_correlators,

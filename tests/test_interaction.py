@@ -1,6 +1,7 @@
-"""Operator insertion: potentials, the box integral (quadrature vs closed form), the
-unconstrained reparameterisations with their log prior densities, the numpyro model,
-and first-order perturbation theory at infinite width (Wick factors 12 and 24)."""
+"""Operator insertion (nnft.interaction): potentials, the box integral (quadrature vs
+closed form), the unconstrained reparameterisations (on the priors) with their log prior
+densities, the numpyro model, and first-order perturbation theory at infinite width (Wick
+factors 12 and 24)."""
 
 import math
 import warnings
@@ -12,7 +13,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from nnft import MLP, ConfigError, CosNet, GaussNet, ScalarNet, SpectralNet
-from nnft.insertion import (
+from nnft.interaction import (
     Box,
     Interaction,
     Potential,
@@ -31,7 +32,6 @@ from nnft.insertion import (
     phi4,
     phi6,
     polynomial,
-    reparameterize,
     unflatten_sites,
 )
 
@@ -98,8 +98,42 @@ def test_bad_nodes_and_dimension_mismatch():
         Interaction(phi4(0.1), Box((2.0, 1.0)), [4, 4, 4])
     with pytest.raises(ConfigError, match="^box.*d = 1"):
         make_target(CosNet(d=1), Interaction(phi4(0.1), Box((2.0, 2.0)), 8))
-    with pytest.raises(ConfigError, match="^method.*cos-type"):
+    with pytest.raises(ConfigError, match='^interaction.method: "exact" needs a cos-type'):
         make_target(GaussNet(d=1), Interaction(phi4(0.1), Box((2.0,)), 8, "exact"))
+
+
+def test_architecture_capabilities_live_on_the_priors():
+    """Reparameterisation, cosine modes and NNGP rows are prior methods; where a prior
+    lacks one, the interaction code says so with a ConfigError naming the field."""
+    import dataclasses
+
+    from nnft.priors.base import Prior
+
+    @dataclasses.dataclass(frozen=True)
+    class Bare(Prior):
+        d: int = 1
+        name = "bare"
+
+        def sample(self, key):
+            return {"a": jax.random.normal(key, ())}
+
+        def apply(self, params, x):
+            return params["a"] * x[0]
+
+    inter = Interaction(phi4(0.1), Box((2.0,)), 8)
+    with pytest.raises(ConfigError, match="^architecture.name: got 'bare'.*reparameter"):
+        make_target(Bare(), inter)
+    with pytest.raises(ConfigError, match="^architecture.name: got 'bare'.*infinite-width"):
+        perturbation_infinite_n(Bare(), inter, np.array([[0.0]]))
+    with pytest.raises(ConfigError, match='^interaction.method: "exact" needs a cos-type'):
+        make_target(MLP(d=1, width=3), Interaction(phi4(0.1), Box((2.0,)), 8, "exact"))
+    cos = PRIORS["cos"]
+    params = cos.sample(jax.random.PRNGKey(0))
+    a, w, b = cos.cos_modes(params)
+    x = jnp.asarray([0.3, -0.2])
+    assert float(jnp.sum(a * jnp.cos(w @ x + b))) == pytest.approx(float(cos.apply(params, x)))
+    g, gzz = PRIORS["mlp"].nngp_rows(np.zeros((2, 2)), np.ones((3, 2)))
+    assert g.shape == (2, 3) and gzz.shape == (3,)
 
 
 def test_gauss_legendre_box_rule_is_exact_on_polynomials():
@@ -181,7 +215,7 @@ def test_log_density_is_log_prior_plus_log_jacobian(name):
     prior = PRIORS[name]
     with jax.enable_x64(True):
         prior = prior.replace(dtype="float64")
-        rep = reparameterize(prior)
+        rep = prior.reparameterization()
         z1 = rep.init(jax.random.PRNGKey(3))
         z2 = jax.tree.map(lambda x: 0.7 * x + 0.1, z1)
         flat, unravel = ravel_pytree(z1)
@@ -202,7 +236,7 @@ def test_log_density_is_log_prior_plus_log_jacobian(name):
 @pytest.mark.parametrize("name", list(PRIORS))
 def test_reparameterisation_roundtrip_and_support(name):
     prior = PRIORS[name]
-    rep = reparameterize(prior)
+    rep = prior.reparameterization()
     params = prior.sample(jax.random.PRNGKey(5))
     back = rep.constrain(rep.unconstrain(params))
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(back)):

@@ -1,0 +1,283 @@
+"""Cross-checks of an interacting run from free draws: importance reweighting and
+first-order perturbation theory at finite N.
+
+Free network ``i`` is drawn from ``network_keys(key, i)`` and lands in jackknife batch
+``i mod n_batches``, as in :func:`nnft.ensemble.free_source`; the source
+(:func:`crosscheck_source`) also returns its action ``S = int_box V`` per unit coupling
+and weights, one channel per coupling, ``e^{-lambda (S - S_min)}``, plus one channel
+weighted by ``S - S_min``. The driver feeds them to THE moment estimator
+(:func:`nnft.estimators.moment_estimator` with ``n_channels``):
+
+- reweighting: ``E_0[O e^{-lambda S}] / E_0[e^{-lambda S}]`` per channel, with Kish's
+  effective sample size;
+- first order: ``dG2/dlambda = -Cov_0(phi_a phi_b, S)`` and ``dG4c/dlambda`` its image
+  under the moments -> cumulants map (a jvp), where ``Cov_0(phi^k, S) = E_0[S]
+  (E_S[phi^k] - E_0[phi^k])`` and ``E_S`` is the S-weighted channel; jackknife errors
+  from the same leave-one-batch-out replicates.
+
+At infinite N see :func:`nnft.interaction.perturbation_infinite_n`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import logging
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nnft import _validate as v
+from nnft.cumulants import cumulants_from_moments
+from nnft.engine.drive import Draws, Estimator, Source, as_key, drive, key_fingerprint
+from nnft.engine.memory import default_budget, fit_chunk
+from nnft.engine.mesh import to_host
+from nnft.ensemble import network_keys
+from nnft.estimators import Estimate, channel_state, effective_samples, moment_estimator
+from nnft.interaction.action import Interaction
+from nnft.priors.base import Prior, as_points, fields
+
+log = logging.getLogger("nnft")
+
+@dataclasses.dataclass
+class FreeDrawChecks:
+    """Cross-checks from ``n_samples`` free draws.
+
+    ``reweighted[i]``: ``{"G2", "G4c"}`` Estimates at ``couplings[i]`` by importance
+    reweighting ``E_0[O e^{-lambda S}] / E_0[e^{-lambda S}]`` (S = int_box V per unit
+    coupling), and ``ess[i] = (sum w)^2 / sum w^2``; ``free``: the same at lambda = 0;
+    ``slope``: first-order perturbation theory at finite N, ``dG/dlambda`` at 0.
+    """
+
+    couplings: tuple[float, ...]
+    n_samples: int
+    reweighted: list
+    ess: list
+    free: dict
+    slope: dict
+
+
+@functools.lru_cache(maxsize=16)
+def _draw_step(prior, unit: Interaction, n_points: int, n_batches: int, chunk: int):
+    """Jitted ``(key, start, n_total, points, couplings, shift) -> (phi, mask, weights,
+    nonfinite)`` for free networks ``start .. start + chunk - 1`` (run under x64)."""
+    rows = chunk // n_batches
+
+    def step(key, start, n_total, points, lam, shift):
+        idx = start + jnp.arange(chunk, dtype=jnp.int64)
+        params = jax.vmap(prior.sample)(network_keys(key, idx))
+        phi = jax.vmap(lambda p: fields(prior, p, points))(params).astype(jnp.float64)
+        s = jax.vmap(lambda p: unit.action(prior, p))(params).astype(jnp.float64) - shift
+        mask = (idx < n_total).reshape(rows, n_batches)
+        s = s.reshape(rows, n_batches)
+        live = mask.astype(jnp.float64)
+        w = jnp.exp(-lam[:, None, None] * s[None]) * live[None]
+        w = jnp.concatenate([w, (s * live)[None]])  # last channel: S (perturbation theory)
+        w = jnp.where(jnp.isfinite(w), w, 0.0)
+        nonfinite = jnp.sum((~jnp.isfinite(s)) * live)
+        return phi.reshape(rows, n_batches, n_points), mask, w, nonfinite
+
+    return jax.jit(step)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_draw_step(prior, unit, points_shape, points_dtype, n_couplings, n_batches,
+                        chunk, key_shape, key_dtype):
+    """:func:`_draw_step` compiled for one chunk (cached across runs of the same work)."""
+    spec = jax.ShapeDtypeStruct
+    with jax.enable_x64(True):
+        args = (spec(key_shape, key_dtype), spec((), jnp.int64), spec((), jnp.int64),
+                spec(points_shape, points_dtype), spec((n_couplings,), jnp.float64),
+                spec((), jnp.float64))
+        fn = _draw_step(prior, unit, points_shape[0], n_batches, chunk)
+        return fn.lower(*args).compile()
+
+
+def crosscheck_source(prior: Prior, interaction: Interaction, points, couplings,
+                      n_samples: int, key, *, chunk_size: int = 16384, n_batches: int = 64,
+                      memory_limit: int | None = None) -> Source:
+    """Free draws with their reweighting channels (module docstring) as a
+    :class:`~nnft.engine.Source`: ``Draws(phi (rows, B, P), mask, weights (C, rows, B),
+    record = number of non-finite actions)`` with C = ``len(couplings) + 2``.
+    ``chunk_size`` is an upper bound, lowered to fit ``memory_limit`` bytes (default: the
+    engine's budget, :mod:`nnft.engine.memory`)."""
+    pts = as_points(points, prior.input_dim)
+    unit = interaction.unit()
+    shift = unit.box.volume * unit.potential.lower_bound()
+    with jax.enable_x64(True):  # float64 priors keep float64 points
+        points_dev = jnp.asarray(pts, jnp.dtype(getattr(prior, "dtype", "float32")))
+        lam = jnp.asarray((0.0, *couplings), jnp.float64)
+    key = as_key(key)
+
+    def compile_at(c):
+        return _compiled_draw_step(prior, unit, points_dev.shape, points_dev.dtype,
+                                   len(couplings) + 1, n_batches, c, key.shape, key.dtype)
+
+    budget = memory_limit if memory_limit is not None else default_budget()
+    chunk, step_fn, lowered_from = fit_chunk(
+        compile_at, max(n_batches, math.ceil(chunk_size / n_batches) * n_batches), n_batches,
+        budget)
+    if lowered_from is not None and jax.process_index() == 0:
+        log.info("chunk_size of the free-draw cross-checks lowered from %d to %d networks "
+                 "to fit the memory budget of %.2f GiB", lowered_from, chunk, budget / 2**30)
+
+    def step(key, state, i):
+        with jax.enable_x64(True):
+            phi, mask, w, bad = step_fn(key, jnp.int64(i * chunk), jnp.int64(n_samples),
+                                        points_dev, lam, jnp.float64(shift))
+        return state, Draws(phi, mask=mask, weights=w, record=bad)
+
+    work = {"source": "free-crosschecks", "prior": prior.hyperparameters(),
+            "interaction": unit.describe(), "points": pts.tolist(), "couplings": [0.0, *couplings],
+            "n_samples": n_samples, "key": key_fingerprint(key), "n_batches": n_batches,
+            "chunk": chunk}
+    return Source(init=lambda key: (), step=step, n_steps=math.ceil(n_samples / chunk),
+                  work=work, label="free draws", unit="networks", total=n_samples,
+                  units=lambda i: min(i * chunk, n_samples))
+
+
+def _channels_estimator(n_points: int, n_batches: int, n_channels: int) -> Estimator:
+    """The moment estimator over channels, plus a count of non-finite actions."""
+    moments = moment_estimator(n_points, 4, n_batches, n_channels=n_channels).for_engine(
+        finalize=lambda state: state)
+
+    def init():
+        with jax.enable_x64(True):
+            return moments.init(), jnp.zeros((), jnp.float64)
+
+    def update(acc, draws, i):
+        with jax.enable_x64(True):
+            return moments.update(acc[0], draws, i), acc[1] + draws.record
+
+    return Estimator(init, update, lambda acc: to_host(acc))
+
+
+def free_draw_crosschecks(prior: Prior, interaction: Interaction, points, couplings,
+                          n_samples: int, seed=0, *, chunk_size: int = 16384,
+                          n_batches: int = 64,
+                          memory_limit: int | None = None) -> FreeDrawChecks:
+    """Importance reweighting at ``couplings`` and first-order perturbation theory (finite N).
+
+    ``seed``: an integer or a ``jax.random.key``; network ``i`` and its batch as in
+    :func:`nnft.ensemble.run`. The couplings multiply
+    :meth:`nnft.interaction.Interaction.unit` (lambda for phi4). ``chunk_size`` networks
+    at a time at most (lowered to fit ``memory_limit`` bytes; results do not depend on it
+    beyond round-off).
+    """
+    pts = as_points(points, prior.input_dim)
+    couplings = tuple(float(x) for x in couplings)
+    for i, lam in enumerate(couplings):
+        v.non_negative(f"couplings[{i}]", lam)
+    v.positive_int("n_samples", n_samples, minimum=n_batches)
+    source = crosscheck_source(prior, interaction, pts, couplings, n_samples, seed,
+                               chunk_size=chunk_size, n_batches=n_batches,
+                               memory_limit=memory_limit)
+    n_channels = len(couplings) + 2
+    state, nonfinite = drive(source, _channels_estimator(len(pts), n_batches, n_channels),
+                             as_key(seed), progress=False).result
+    if nonfinite:
+        raise FloatingPointError(f"int_box V was not finite for {int(nonfinite)} of "
+                                 f"{n_samples} free draws; the potential or the rule is broken")
+    est = moment_estimator(len(pts), 4, n_batches)
+    per = [est.finalize(channel_state(state, ch), keep_replicates=True)
+           for ch in range(n_channels)]
+    estimates = [{"G2": c.full[2], "G4c": c.connected[4]} for c in per[:-1]]
+    ess = [effective_samples(channel_state(state, ch)) for ch in range(1, n_channels - 1)]
+    return FreeDrawChecks(couplings=couplings, n_samples=n_samples, reweighted=estimates[1:],
+                          ess=ess, free=estimates[0],
+                          slope=_first_order(per[0], per[-1], state.count[0], state.count[-1]))
+
+
+def _with_replicates(corr, order: int) -> np.ndarray:
+    """Moment of ``order``: the estimate and its leave-one-batch-out replicates stacked."""
+    return np.concatenate([corr.full[order].value[None], corr.replicates["full"][order]])
+
+
+def _loo(per_batch) -> np.ndarray:
+    """A per-batch sum: the total and the leave-one-batch-out totals."""
+    per_batch = np.asarray(per_batch, np.float64)
+    return np.concatenate([[per_batch.sum()], per_batch.sum() - per_batch])
+
+
+def _first_order(free, s_weighted, n_count, s_count) -> dict:
+    """``dG2/dlambda`` and ``dG4c/dlambda`` at 0 from the free and S-weighted channels."""
+    mean_s = _loo(s_count) / _loo(n_count)
+    with jax.enable_x64(True):
+        m = {k: _with_replicates(free, k) for k in range(1, 5)}
+        cov = {k: mean_s.reshape((-1,) + (1,) * k) * (_with_replicates(s_weighted, k) - m[k])
+               for k in range(1, 5)}
+
+        def g(mom):
+            return mom[2], cumulants_from_moments(mom, 4)[4]
+
+        primal = {k: jnp.asarray(x) for k, x in m.items()}
+        tangent = {k: -jnp.asarray(x) for k, x in cov.items()}
+        _, (d2, d4) = jax.jvp(g, (primal,), (tangent,))
+    return {"G2": _jackknife(np.asarray(d2)), "G4c": _jackknife(np.asarray(d4))}
+
+
+def _jackknife(both: np.ndarray) -> Estimate:
+    reps = both[1:]
+    b = reps.shape[0]
+    dev = reps - reps.mean(axis=0)
+    return Estimate(np.asarray(both[0]), np.sqrt((b - 1) / b * np.sum(dev * dev, axis=0)))
+
+
+def fit_coupling_slope(couplings, values, stderrs, *, intercept=None, quadratic=False):
+    """Weighted least squares of ``G(lambda)`` against lambda; returns
+    ``(slope, slope_stderr, chi2_per_dof)``. With ``intercept`` (e.g. the exact free
+    value) the fit is ``G - intercept = s lambda (+ c lambda^2)``, else ``a + s lambda (...)``."""
+    lam = np.asarray(couplings, dtype=np.float64)
+    y = np.asarray(values, dtype=np.float64)
+    err = np.asarray(stderrs, dtype=np.float64)
+    cols = [] if intercept is not None else [np.ones_like(lam)]
+    slope_col = len(cols)
+    cols.append(lam)
+    if quadratic:
+        cols.append(lam**2)
+    if intercept is not None:
+        y = y - intercept
+    a = np.stack(cols, axis=1) / err[:, None]
+    b = y / err
+    coef, *_ = np.linalg.lstsq(a, b, rcond=None)
+    cov = np.linalg.inv(a.T @ a)
+    dof = len(lam) - len(cols)
+    chi2 = float(np.sum((a @ coef - b) ** 2) / dof) if dof > 0 else math.nan
+    return float(coef[slope_col]), float(np.sqrt(cov[slope_col, slope_col])), chi2
+
+
+def crosscheck_table(name: str, nuts: Estimate, checks: FreeDrawChecks | None,
+                     pt_inf: dict | None, coupling: float, theory_free=None,
+                     entries=None) -> dict:
+    """Per distinct entry: NUTS, reweighted (with combined z), first-order PT at finite
+    and infinite N. Returns plain data (lists) for summary.json and the console."""
+    order = nuts.value.ndim
+    if entries is None:
+        entries = list(itertools.combinations_with_replacement(range(nuts.value.shape[0]),
+                                                                order))
+    rows = []
+    for e in entries:
+        row = {"entry": list(e), "nuts": float(nuts.value[e]), "nuts_err": float(nuts.stderr[e])}
+        if checks is not None and checks.reweighted:
+            rw = checks.reweighted[0][name]
+            row["reweighted"], row["reweighted_err"] = float(rw.value[e]), float(rw.stderr[e])
+            comb = math.hypot(row["nuts_err"], row["reweighted_err"])
+            row["z"] = (row["nuts"] - row["reweighted"]) / comb if comb > 0 else math.nan
+        if checks is not None and checks.slope:
+            base = (theory_free[e] if theory_free is not None
+                    else float(checks.free[name].value[e]))
+            base_err = 0.0 if theory_free is not None else float(checks.free[name].stderr[e])
+            sl = checks.slope[name]
+            row["pt_finite_N"] = float(base + coupling * sl.value[e])
+            row["pt_finite_N_err"] = float(math.hypot(base_err, coupling * sl.stderr[e]))
+            row["slope_finite_N"], row["slope_finite_N_err"] = (float(sl.value[e]),
+                                                                float(sl.stderr[e]))
+        if pt_inf is not None:
+            g0, slope = pt_inf[name]
+            row["pt_infinite_N"] = float(g0[e] + coupling * slope[e])
+            row["slope_infinite_N"] = float(slope[e])
+        rows.append(row)
+    return {"rows": rows}
