@@ -1,5 +1,8 @@
 """Training ensembles (nnft.training) and the frozen-NTK theory (nnft.theory.frozen_ntk).
 
+The training source runs through the one driver (nnft.engine.drive); its checkpoint is
+the driver's npz and a run killed with SIGKILL resumes to the same numbers.
+
 Physics checks are judged in units of the ensemble's own standard error with fixed seeds;
 exact identities (a model linear in its parameters, optimizer algebra) to float tolerance.
 The long versions (width scans, both activations, the n = 4 duality loss) are marked slow.
@@ -15,13 +18,13 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from nnft import CosNet
-from nnft._validate import ConfigError
-from nnft.cards import parse_card
-from nnft.ensemble import RunInterrupted
+from nnft._validate import ConfigError, RunInterrupted
+from nnft.app.cards import parse_card
 from nnft.ntk import empirical_ntk
 from nnft.priors.mlp import MLP
 from nnft.theory import frozen_ntk
 from nnft.training import (
+    CHECKPOINT,
     TrainingConfig,
     heavy_ball,
     log_times,
@@ -228,7 +231,7 @@ def test_minibatches_masks_layer_rates_and_reproducibility():
     b = train_ensemble(prior, data, cfg).dataset
     np.testing.assert_array_equal(a["f"].values, b["f"].values)
     assert a["sv_1"].shape == (3, 8, 32)
-    from nnft.training import _model_order
+    from nnft.training.trainer import _model_order
 
     keys = jax.random.split(jax.random.key(1), 2)
     assert not np.array_equal(_model_order(keys[0], 0, 12, 4), _model_order(keys[1], 0, 12, 4))
@@ -265,19 +268,102 @@ def test_divergence_is_reported_and_masked():
     assert np.median(ds["train_loss"].values[-1, good]) < np.median(ds["train_loss"].values[0])
 
 
+def _assert_same_datasets(a, b):
+    assert set(a.data_vars) == set(b.data_vars)
+    for name in a.data_vars:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+
+
 def test_checkpoint_resume_equals_a_full_run(tmp_path):
+    """stop_after, then resume: the same numbers as one run; the checkpoint is the driver's
+    npz (no pickled objects) and refuses other work."""
     prior = MLP(d=1, width=16, depth=1, parameterization="ntk")
     data = regression_data(0, 6, x_test=TEST_POINTS[:3])
     cfg = _small(measure=(2, 5, 9, 20), optimizer="momentum", momentum=0.6)
     full = train_ensemble(prior, data, cfg).dataset
-    with pytest.raises(RunInterrupted):
-        train_ensemble(prior, data, cfg, checkpoint_dir=tmp_path, stop_after=2)
-    resumed = train_ensemble(prior, data, cfg, checkpoint_dir=tmp_path, resume=True).dataset
-    np.testing.assert_allclose(resumed["f"].values, full["f"].values, rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(resumed["G2"].values, full["G2"].values, rtol=1e-6)
+    with pytest.raises(RunInterrupted, match="stopped after 5 of 20 steps"):
+        train_ensemble(prior, data, cfg, checkpoint_dir=tmp_path, stop_after=3)
+    ckpt = tmp_path / CHECKPOINT
+    with np.load(ckpt, allow_pickle=False) as z:
+        assert int(z["__done__"]) == 3
+        assert all(z[k].dtype != object for k in z.files)
+    res = train_ensemble(prior, data, cfg, checkpoint_dir=tmp_path, resume=True)
+    assert res.info.resumed_from == 5 and res.info.steps_run == 2
+    _assert_same_datasets(res.dataset, full)
     other = _small(measure=(2, 5, 9, 20), optimizer="sgd")
     with pytest.raises(ConfigError, match="resume: the checkpoint"):
         train_ensemble(prior, data, other, checkpoint_dir=tmp_path, resume=True)
+
+
+_KILLED_RUN = """
+import sys, time
+import numpy as np
+from nnft.priors.mlp import MLP
+from nnft.training import TrainingConfig, make_trainer, regression_data, train_ensemble
+prior = MLP(d=1, width=8, depth=2, parameterization="ntk")
+data = regression_data(0, 6, x_test=np.linspace(-1.5, 1.5, 3)[:, None])
+cfg = TrainingConfig(learning_rate=0.5, steps=12, measure=tuple(range(1, 13)), n_models=8,
+                     n_batches=4, singular_values=(1,))
+trainer = make_trainer(prior, data, cfg)  # cached: train_ensemble uses this one
+fast = trainer.run
+def slow(state, n):  # slow enough to be killed mid-run, same numbers
+    time.sleep(0.5)
+    return fast(state, n)
+object.__setattr__(trainer, "run", slow)
+train_ensemble(prior, data, cfg, checkpoint_dir=sys.argv[1])
+print("finished")
+"""
+
+
+def test_kill_and_resume_through_the_driver(tmp_path):
+    """A run killed with SIGKILL once its checkpoint exists resumes (in this process) to
+    the numbers of an uninterrupted run, bitwise."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ckpt = tmp_path / CHECKPOINT
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(tmp_path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while not ckpt.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ckpt.exists(), child.communicate(timeout=5)[1].decode()[-2000:]
+        child.send_signal(signal.SIGKILL)
+        out, _ = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == -signal.SIGKILL and b"finished" not in out
+    prior = MLP(d=1, width=8, depth=2, parameterization="ntk")
+    data = regression_data(0, 6, x_test=np.linspace(-1.5, 1.5, 3)[:, None])
+    cfg = TrainingConfig(learning_rate=0.5, steps=12, measure=tuple(range(1, 13)),
+                         n_models=8, n_batches=4, singular_values=(1,))
+    with np.load(ckpt, allow_pickle=False) as z:
+        done = int(z["__done__"])
+    assert 1 <= done < len(cfg.times)
+    res = train_ensemble(prior, data, cfg, checkpoint_dir=tmp_path, resume=True)
+    assert res.info.resumed_from == cfg.times[done - 1]
+    assert res.info.steps_run == len(cfg.times) - done
+    _assert_same_datasets(res.dataset, train_ensemble(prior, data, cfg).dataset)
+
+
+def test_hidden_layer_observations_use_the_priors_features():
+    """feature_rms is the rms of MLP.features on the test points; MLP.apply is its readout."""
+    prior = MLP(d=1, width=16, depth=2, parameterization="mup")
+    data = regression_data(0, 6, x_test=TEST_POINTS[:3])
+    ds = train_ensemble(prior, data, _small(ntk=False), theory=False).dataset
+    params = make_trainer(prior, data, _small(ntk=False)).init(jax.random.key(0)).params
+    p0 = jax.tree.map(lambda a: a[0], params)
+    h = jax.vmap(lambda x: prior.features(p0, x))(jnp.asarray(data.x_test, jnp.float32))
+    np.testing.assert_allclose(ds["feature_rms"].values[0, 0], np.sqrt(np.mean(h * h)),
+                               rtol=1e-6)
+    sc = prior.layer_scales()[-1]
+    readout = (sc.w_mult * (h @ p0[-1]["W"]) + sc.b_mult * p0[-1]["b"]) * prior.output_scale
+    np.testing.assert_allclose(ds["f"].values[0, 0], readout, rtol=1e-5, atol=1e-7)
+    assert ds["feature_change_rms"].values[0, 0] == 0
 
 
 def test_cross_entropy_and_power_losses_train():
@@ -341,7 +427,7 @@ def test_training_card_runs_end_to_end(tmp_path):
 
     from rich.console import Console
 
-    from nnft.pipeline import run_card
+    from nnft.app.pipeline import run_card
 
     c = parse_card(card(x=[-1.5, -0.5, 0.5, 1.5], y=[0.2, -0.1, 0.4, 0.0],
                         y_test=[0.0, 0.1, 0.2], n_measure=4, singular_values=[0]))
