@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from nnft._validate import ConfigError
-from nnft.cards import MAX_POINTS, Card, load_card, parse_card
-from nnft.cli import main
+from nnft.app.cards import MAX_POINTS, Card, load_card, parse_card
+from nnft.app.cli import main
 from nnft.priors.cos import CosNet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -304,10 +304,10 @@ def test_cli_version_and_help(monkeypatch, capsys):
 
 
 def test_cli_passes_the_card_to_the_pipeline(tmp_path, monkeypatch, capsys):
-    import nnft.pipeline
+    import nnft.app.pipeline
 
     calls = []
-    monkeypatch.setattr(nnft.pipeline, "run_card",
+    monkeypatch.setattr(nnft.app.pipeline, "run_card",
                         lambda card, out_dir, **kw: calls.append((card, out_dir, kw)))
     card = tmp_path / "good.toml"
     card.write_text(GOOD_TOML)
@@ -323,13 +323,13 @@ def test_cli_passes_the_card_to_the_pipeline(tmp_path, monkeypatch, capsys):
 
 
 def test_cli_reports_interrupted_runs_in_one_line(tmp_path, monkeypatch, capsys):
-    import nnft.pipeline
-    from nnft.ensemble import RunInterrupted
+    import nnft.app.pipeline
+    from nnft._validate import RunInterrupted
 
     def interrupted(card, out_dir, **kw):
         raise RunInterrupted(640, 1000)
 
-    monkeypatch.setattr(nnft.pipeline, "run_card", interrupted)
+    monkeypatch.setattr(nnft.app.pipeline, "run_card", interrupted)
     card = tmp_path / "good.toml"
     card.write_text(GOOD_TOML)
     code, _, err = cli(monkeypatch, capsys, "run", card, "--out", tmp_path / "o")
@@ -337,10 +337,10 @@ def test_cli_reports_interrupted_runs_in_one_line(tmp_path, monkeypatch, capsys)
 
 
 def test_entry_point_has_no_traceback(tmp_path):
-    """The real process: ``python -m nnft.cli run BAD`` exits 2 with one stderr line."""
+    """The real process: ``python -m nnft.app.cli run BAD`` exits 2 with one stderr line."""
     card = tmp_path / "bad.toml"
     card.write_text(BAD_FILES["wrong type"])
-    proc = subprocess.run([sys.executable, "-m", "nnft.cli", "run", str(card), "--out",
+    proc = subprocess.run([sys.executable, "-m", "nnft.app.cli", "run", str(card), "--out",
                            str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
                           check=False)
     assert proc.returncode == 2

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import xarray as xr
 
-from nnft.cards import parse_card
-from nnft.pipeline import run_card
+from nnft.app.cards import parse_card
+from nnft.app.pipeline import run_card
 
 
 def _card(**changes):
@@ -71,7 +71,7 @@ def test_cli_runs_a_card_and_resumes(tmp_path):
                     '[sampling]\nn_samples = 6400\nchunk_size = 640\n'
                     '[correlators]\npoints = [0.0, 1.0]\n')
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "nnft.cli", "run", str(card), "--out", str(out), "-q"]
+    cmd = [sys.executable, "-m", "nnft.app.cli", "run", str(card), "--out", str(out), "-q"]
     first = subprocess.run(cmd, check=False, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     assert "G4c" in first.stdout and "theory" in first.stdout

@@ -18,12 +18,7 @@ import hypotheses as hyp
 import run as study
 import teacher_student as ts
 
-from nnft._validate import ConfigError
-
-try:  # the package refactor moves RunInterrupted from nnft.ensemble to nnft._validate
-    from nnft._validate import RunInterrupted
-except ImportError:
-    from nnft.ensemble import RunInterrupted
+from nnft._validate import ConfigError, RunInterrupted
 from nnft.random_matrix import ks_marchenko_pastur, spacing_drift
 
 SMALL = ts.Grid(eps=(0.5, 4.0), inv_sigma=(1.0, 8.0, 0.5), n_teachers=2, steps=7, n_train=40,

@@ -9,7 +9,7 @@ of ``--teachers-per-block`` teachers whose finished results are written atomical
 ``OUT/blocks/`` (``--resume`` skips them), then writes ``OUT/results.nc`` (dims eps,
 inv_sigma, teacher, time, eig), ``OUT/summary.json`` and the figures (:mod:`figures`).
 
-The blocks run through :func:`nnft.blocks.run_blocks`: on a CPU they are shared out to
+The blocks run through :func:`nnft.engine.blocks.run_blocks`: on a CPU they are shared out to
 ``--workers`` single-threaded processes (default: one per core); with accelerators one
 process runs every block and splits each block's teachers over all its devices
 (``teacher_student.run_block``).
@@ -30,7 +30,7 @@ import analysis
 import figures
 import teacher_student as ts
 
-from nnft.blocks import default_workers, run_blocks
+from nnft.engine.blocks import default_workers, run_blocks
 from nnft.random_matrix import (
     SpacingDrift,
     ks_marchenko_pastur,
@@ -60,7 +60,7 @@ def _run_block(grid: ts.Grid, a: int, b: int) -> dict:
 
 def train_grid(grid: ts.Grid, out_dir: Path, *, resume: bool, progress: bool = True,
                workers: int = 1, stop_after_blocks: int | None = None) -> list[dict]:
-    """All blocks of ``grid`` through :func:`nnft.blocks.run_blocks`: each finished block
+    """All blocks of ``grid`` through :func:`nnft.engine.blocks.run_blocks`: each finished block
     is written to ``out_dir/blocks`` and, with ``resume``, loaded instead of retrained."""
     blocks = grid.blocks()
     return run_blocks(_run_block, [(grid, a, b) for a, b in blocks],

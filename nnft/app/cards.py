@@ -3,8 +3,10 @@
 A card has three required sections and one optional one::
 
     [architecture]   name = "cos-net" (a key of nnft.priors.REGISTRY) + its hyperparameters
-    [sampling]       n_samples, seed = 0, chunk_size = 65536, n_batches = 64
-    [correlators]    points (a list of d-vectors), orders = [2, 4], connected = true
+    [sampling]       n_samples, seed = 0, chunk_size = 65536, n_batches = 64,
+                     memory_limit = "2GiB" (optional: an upper bound on a step's memory)
+    [correlators]    points (a list of d-vectors), orders = [2, 4], connected = true,
+                     estimator = "auto" | "direct" | "readout" | "neuron" (nnft.readout)
     [scan]           widths = [2, 4, 8]   (optional: run the card at each width)
 
 The hyperparameters allowed in ``[architecture]`` are the constructor fields of
@@ -14,7 +16,8 @@ values. Every bad entry raises one :class:`~nnft._validate.ConfigError` whose
 message names the key, the bad value and what is allowed, e.g.
 ``architecture.width: got -3; must be an integer >= 1``.
 
-New sections (interaction, mcmc, training, ...) are added as one parser in
+The optional sections ``[interaction]``, ``[mcmc]`` and ``[training]`` are parsed
+in :mod:`nnft.app.sections`. New sections are added as one parser in
 :data:`SECTIONS` plus the :class:`Card` fields it fills.
 """
 
@@ -23,7 +26,6 @@ from __future__ import annotations
 import collections.abc
 import copy
 import dataclasses
-import difflib
 import math
 import types
 import typing
@@ -33,17 +35,20 @@ from pathlib import Path
 import numpy as np
 
 from nnft import _validate as v
-from nnft._validate import ConfigError
+from nnft._validate import ConfigError, did_you_mean
+from nnft.app import sections
+from nnft.engine.memory import parse_size
 from nnft.priors import REGISTRY, Prior, prior_class
+from nnft.readout import choose
 
 try:  # python >= 3.11
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - python 3.10
     import tomli as tomllib
 
-#: The most points a card may ask for, by its highest order: the estimator keeps
-#: ``P**order`` tensor entries per jackknife batch (order 6 on 8 points: 262,144).
-MAX_POINTS = {1: 512, 2: 512, 3: 64, 4: 16, 5: 12, 6: 8}
+#: The most points a card may ask for, by its highest order (one table for cards and the
+#: API: :data:`nnft._validate.MAX_POINTS`).
+MAX_POINTS = v.MAX_POINTS
 ORDERS = tuple(MAX_POINTS)
 DEFAULT_ORDERS = (2, 4)
 MIN_SAMPLES = 64
@@ -69,11 +74,16 @@ class Card:
     widths: tuple[int, ...] | None
     source: str
     raw: dict = dataclasses.field(repr=False)
-    #: validated ``[interaction]`` / ``[mcmc]`` / ``[training]`` sections (None when absent);
-    #: each is parsed by the module that runs it (nnft.insertion, nnft.mcmc, nnft.training)
+    #: validated ``[interaction]`` / ``[mcmc]`` / ``[training]`` sections (None when absent),
+    #: parsed in nnft.app.sections: an Interaction, an MCMCConfig, a TrainingSection
     interaction: typing.Any = None
     mcmc: typing.Any = None
     training: typing.Any = None
+    #: ``[sampling] memory_limit`` in bytes (None: the engine's default budget)
+    memory_limit: int | None = None
+    #: ``[correlators] estimator`` as written (default ``direct``; ``auto``: the strongest valid one,
+    #: :func:`nnft.readout.choose`)
+    estimator: str = "direct"
 
     @property
     def name(self) -> str:
@@ -99,8 +109,10 @@ class Card:
             "sampling": {"n_samples": self.n_samples, "seed": self.seed,
                          "chunk_size": self.chunk_size, "n_batches": self.n_batches},
             "correlators": {"points": self.points.tolist(), "orders": list(self.orders),
-                            "connected": self.connected},
+                            "connected": self.connected, "estimator": self.estimator},
         }
+        if self.memory_limit is not None:
+            out["sampling"]["memory_limit"] = self.memory_limit
         if self.widths is not None:
             out["scan"] = {"widths": list(self.widths)}
         for section in ("interaction", "mcmc", "training"):
@@ -110,9 +122,11 @@ class Card:
 
 
 # -- entry points ---------------------------------------------------------------------
-def load_card(path) -> Card:
+def load_card(path, overrides=()) -> Card:
     """Read and validate the card at ``path``; every problem is one ConfigError line
-    that starts with the path."""
+    that starts with the path. ``overrides``: ``"section.key=value"`` strings (the command
+    line's ``--set``; values in TOML syntax, bare words as strings) applied before the
+    card is validated."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -127,6 +141,8 @@ def load_card(path) -> Card:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    for text in overrides:
+        apply_override(raw, text)
     try:
         return parse_card(raw, source=str(path))
     except ConfigError as err:
@@ -142,7 +158,7 @@ def parse_card(data: Mapping, source: str = "<dict>") -> Card:
         if key not in SECTIONS:
             what = f"section [{key}]" if isinstance(value, Mapping) else f"top-level key {key!r}"
             raise ConfigError(f"card: unknown {what}; allowed sections: "
-                              f"{', '.join(SECTIONS)}{_did_you_mean(key, SECTIONS)}")
+                              f"{', '.join(SECTIONS)}{did_you_mean(key, SECTIONS)}")
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: got {value!r}; must be a table (a [{key}] section)")
     missing = [f"{section}.{key}" for section, keys in REQUIRED.items() for key in keys
@@ -154,7 +170,31 @@ def parse_card(data: Mapping, source: str = "<dict>") -> Card:
     for section, parse in SECTIONS.items():
         table = data.get(section)
         fields.update(parse(None if table is None else dict(table), fields))
+    sections.check_estimator(fields)
     return Card(**{k: val for k, val in fields.items() if not k.startswith("_")})
+
+
+def apply_override(raw: dict, text: str) -> None:
+    """Set ``section.key = value`` in parsed card data from ``"section.key=value"``.
+
+    The value is read as TOML (``3``, ``1e6``, ``true``, ``[2, 4]``, ``"x"``); a bare word
+    that is not TOML is a string (``architecture.name=cos-net``). The card's validation
+    then checks it like any other entry.
+    """
+    name, sep, value = str(text).partition("=")
+    keys = name.strip().split(".")
+    if not sep or len(keys) != 2 or not all(keys):
+        raise ConfigError(f"--set: got {text!r}; must be SECTION.KEY=VALUE, e.g. "
+                          "sampling.seed=3")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    section, key = keys
+    table = raw.setdefault(section, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"--set {name}: {section} is not a table in the card")
+    table[key] = parsed
 
 
 # -- sections ---------------------------------------------------------------------------
@@ -179,7 +219,8 @@ def _architecture(table: dict, card: dict) -> dict:
 
 
 def _sampling(table: dict, card: dict) -> dict:
-    _known_keys("sampling", table, ["n_samples", "seed", "chunk_size", "n_batches"])
+    _known_keys("sampling", table, ["n_samples", "seed", "chunk_size", "n_batches",
+                                    "memory_limit"])
     n_batches = v.positive_int("sampling.n_batches", table.get("n_batches", 64), minimum=2)
     n_samples = table["n_samples"]
     least = max(MIN_SAMPLES, n_batches)
@@ -191,11 +232,13 @@ def _sampling(table: dict, card: dict) -> dict:
         "seed": v.positive_int("sampling.seed", table.get("seed", 0), minimum=0),
         "chunk_size": v.positive_int("sampling.chunk_size", table.get("chunk_size", 65536)),
         "n_batches": n_batches,
+        "memory_limit": (None if "memory_limit" not in table
+                         else parse_size("sampling.memory_limit", table["memory_limit"])),
     }
 
 
 def _correlators(table: dict, card: dict) -> dict:
-    _known_keys("correlators", table, ["points", "orders", "connected"])
+    _known_keys("correlators", table, ["points", "orders", "connected", "estimator"])
     d = card["_prior"].input_dim
     points = _points(table["points"], d)
 
@@ -207,15 +250,15 @@ def _correlators(table: dict, card: dict) -> dict:
                   f"must be an integer from {ORDERS[0]} to {ORDERS[-1]}")
     orders = tuple(sorted(set(orders)))
     top = max(orders)
-    if len(points) > MAX_POINTS[top]:
-        raise ConfigError(f"correlators.points: got {len(points)} points; order {top} allows at "
-                          f"most {MAX_POINTS[top]} points (correlators.orders = {list(orders)}); "
-                          "use fewer points or a lower order")
+    v.points_for_order("correlators.points", len(points), top, "max(correlators.orders)")
 
     connected = table.get("connected", True)
     v.require(isinstance(connected, bool), "correlators.connected", connected,
               "must be true or false")
-    return {"points": points, "orders": orders, "connected": connected}
+    estimator = table.get("estimator", "direct")
+    choose(card["_prior"], estimator, "correlators.estimator")
+    return {"points": points, "orders": orders, "connected": connected,
+            "estimator": estimator}
 
 
 def _scan(table: dict | None, card: dict) -> dict:
@@ -244,19 +287,11 @@ def _scan(table: dict | None, card: dict) -> dict:
     return {"widths": tuple(sorted(widths))}
 
 
-def _delegated(section: str, module: str, function: str):
-    """A section parsed by the module that runs it: ``module.function(table, fields)``.
-
-    The module is imported only when the card has the section, so cards without
-    it never import MCMC or training code.
-    """
+def _optional(section: str, parse_section):
+    """An optional section: ``{section: None}`` when absent, else the parsed section."""
 
     def parse(table: dict | None, card: dict) -> dict:
-        if table is None:
-            return {section: None}
-        import importlib
-
-        return {section: getattr(importlib.import_module(module), function)(table, card)}
+        return {section: None if table is None else parse_section(table, card)}
 
     parse.__name__ = f"_{section}"
     return parse
@@ -269,9 +304,9 @@ SECTIONS: dict[str, Callable[[dict, dict], dict]] = {
     "sampling": _sampling,
     "correlators": _correlators,
     "scan": _scan,
-    "interaction": _delegated("interaction", "nnft.insertion", "parse_interaction_section"),
-    "mcmc": _delegated("mcmc", "nnft.mcmc", "parse_mcmc_section"),
-    "training": _delegated("training", "nnft.training", "parse_training_section"),
+    "interaction": _optional("interaction", sections.parse_interaction_section),
+    "mcmc": _optional("mcmc", sections.parse_mcmc_section),
+    "training": _optional("training", sections.parse_training_section),
 }
 #: required keys of the required sections
 REQUIRED = {"architecture": ("name",), "sampling": ("n_samples",), "correlators": ("points",)}
@@ -286,16 +321,11 @@ def _is_real(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _did_you_mean(key, allowed) -> str:
-    close = difflib.get_close_matches(str(key), list(allowed), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _known_keys(section: str, table: dict, allowed: list[str]) -> None:
     for key in table:
         if key not in allowed:
             raise ConfigError(f"{section}.{key}: unknown key; allowed keys in [{section}]: "
-                              f"{', '.join(allowed)}{_did_you_mean(key, allowed)}")
+                              f"{', '.join(allowed)}{did_you_mean(key, allowed)}")
 
 
 def _build_prior(name: str, hyperparameters: dict) -> Prior:
