@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import math
 
 import jax
@@ -43,6 +44,9 @@ ALPHA = 0.01
 RANK_TOL = 1e-6
 #: bootstrap resamples of a p-value (its resolution is 1 / (N_BOOT + 1))
 N_BOOT = 1999
+#: fewest jackknife batches (or chain blocks) for a verdict: one entry needs B >= 10
+MIN_BATCHES = 10
+log = logging.getLogger("nnft")
 #: kind and order of each correlator name
 KINDS = {"G1": ("full", 1), "G2": ("full", 2), "G3": ("full", 3), "G4": ("full", 4),
          "G5": ("full", 5), "G6": ("full", 6), "G3c": ("connected", 3),
@@ -177,6 +181,10 @@ def verdicts(corr: Correlators, theory: dict, names=None, label: str = "theory",
     if names is None:
         names = ["G2", *[f"G{o}c" for o in sorted(corr.connected) if o >= 3]]
     out = {}
+    if corr.n_batches < MIN_BATCHES:
+        log.warning("no goodness-of-fit verdict: %d batches (blocks), at least %d needed",
+                    corr.n_batches, MIN_BATCHES)
+        return out
     for name in names:
         kind, order = KINDS[name]
         if order not in getattr(corr, kind):

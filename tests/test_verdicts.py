@@ -80,3 +80,18 @@ def test_hotelling_matches_f_distribution():
 def test_frozen_ntk_applicability():
     assert V.frozen_ntk_applies(np.array([1.0]), np.array([0.01]), 512)
     assert not V.frozen_ntk_applies(np.array([1.0]), np.array([0.001]), 512)
+
+
+def test_too_few_batches_give_no_verdict_instead_of_an_error(caplog):
+    """A short chain with 2 blocks cannot carry a covariance: no verdict, a logged reason."""
+    from nnft.estimators import moment_estimator
+
+    est = moment_estimator(2, 4, 2)
+    rows = np.random.default_rng(0).normal(size=(50, 2, 2))
+    import jax
+
+    with jax.enable_x64(True):
+        corr = est.finalize(est.update(est.init(), rows), keep_replicates=True)
+    with caplog.at_level("WARNING", logger="nnft"):
+        assert V.verdicts(corr, {"G2": np.eye(2), "G4c": None}) == {}
+    assert "at least 10 needed" in caplog.text

@@ -145,7 +145,9 @@ def drive(source: Source, estimator: Estimator, key, *,
     with bar as advance:
         for i in range(start, source.n_steps):
             state, draws = source.step(key, state, i)
-            acc = estimator.update(acc, draws, i)
+            # one step in flight at a time: with several programs in flight, XLA's CPU
+            # collectives on forced host devices can wait on each other forever
+            acc = jax.block_until_ready(estimator.update(acc, draws, i))
             run_now += 1
             advance(units(i + 1))
             last = i + 1 == source.n_steps
