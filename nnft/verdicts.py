@@ -182,7 +182,7 @@ def verdicts(corr: Correlators, theory: dict, names=None, label: str = "theory",
         names = ["G2", *[f"G{o}c" for o in sorted(corr.connected) if o >= 3]]
     out = {}
     if corr.n_batches < MIN_BATCHES:
-        log.warning("no goodness-of-fit verdict: %d batches (blocks), at least %d needed",
+        log.info("no goodness-of-fit verdict: %d batches (blocks), at least %d needed",
                     corr.n_batches, MIN_BATCHES)
         return out
     for name in names:

@@ -92,6 +92,6 @@ def test_too_few_batches_give_no_verdict_instead_of_an_error(caplog):
 
     with jax.enable_x64(True):
         corr = est.finalize(est.update(est.init(), rows), keep_replicates=True)
-    with caplog.at_level("WARNING", logger="nnft"):
+    with caplog.at_level("INFO", logger="nnft"):
         assert V.verdicts(corr, {"G2": np.eye(2), "G4c": None}) == {}
     assert "at least 10 needed" in caplog.text
