@@ -21,6 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nnft._validate import ConfigError
+from nnft._validate import points as check_points
+
 Params = Any
 
 
@@ -76,11 +79,13 @@ class Prior(abc.ABC):
     def readout_features(self, params, x):
         """The hidden features ``h_i(x)`` ``(N,)`` of one network at one input, for
         ``K(x, y) = s^2 sum_i h_i(x) h_i(y) + s_b^2`` (only where ``gaussian_readout``)."""
-        raise NotImplementedError(f"{self.name}: no Gaussian readout")
+        raise ConfigError(f"correlators.estimator: {self.name} has no Gaussian readout; "
+                          "use estimator = \"direct\"")
 
     def readout_variances(self) -> tuple[float, float]:
         """``(s^2, s_b^2)``: the variances of a readout weight and of the readout bias."""
-        raise NotImplementedError(f"{self.name}: no Gaussian readout")
+        raise ConfigError(f"correlators.estimator: {self.name} has no Gaussian readout; "
+                          "use estimator = \"direct\"")
 
     def nngp_rows(self, points, nodes):
         """Infinite-width kernel ``G(x_a, z_q)`` ``(P, Q)`` and ``G(z_q, z_q)`` ``(Q,)``
@@ -123,8 +128,6 @@ def sample_fields(prior: Prior, keys: jax.Array, points: jax.Array) -> jax.Array
 
 def as_points(points, d: int, field: str = "points") -> np.ndarray:
     """Validate a point set: a list of d-vectors (or scalars when d = 1) -> ``(P, d)``."""
-    from nnft._validate import points as check_points
-
     return check_points(field, points, d)
 
 
