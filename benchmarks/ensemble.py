@@ -76,13 +76,16 @@ def _round_chunk(chunk: int, n_devices: int) -> int:
 # -- the timed callables ---------------------------------------------------------------
 
 
-def engine_step(prior: CosNet, chunk: int, max_order: int, mesh: Mesh):
+def engine_step(prior: CosNet, chunk: int | None, max_order: int, mesh: Mesh):
     """One call = one step of the driver's loop: the free source's step (sample, evaluate)
     and the moment estimator's update (sums carried, donated), as ``nnft.engine.drive``
-    runs them."""
+    runs them. ``chunk=None``: the engine's own choice (default ``chunk_size``, lowered to
+    the default memory budget, as ``nnft.ensemble.run`` does); ``call.chunk`` is the chunk."""
     key = jax.random.PRNGKey(0)
-    source = free_source(prior, _points(), 2**40, key, chunk_size=chunk, n_batches=N_BATCHES,
-                         devices=list(mesh.devices.flat), memory_limit=2**40)
+    source = free_source(prior, _points(), 2**40, key,
+                         chunk_size=ENGINE_CHUNK if chunk is None else chunk,
+                         n_batches=N_BATCHES, devices=list(mesh.devices.flat),
+                         memory_limit=None if chunk is None else 2**40)
     estimator = moment_estimator(N_POINTS, max_order, N_BATCHES).for_engine()
     acc = [estimator.init()]
 
@@ -91,6 +94,7 @@ def engine_step(prior: CosNet, chunk: int, max_order: int, mesh: Mesh):
         acc[0] = estimator.update(acc[0], draws, 0)
         jax.block_until_ready(acc[0])
 
+    call.chunk = source.work["chunk"]
     return call
 
 
@@ -305,20 +309,24 @@ def main(argv=None) -> dict:
     per_width, chunk_rates = {}, {}
     for width in widths:
         prior = CosNet(d=1, width=width)
+        # the engine at its own chunk (the CPU cache budget lowers it at large widths);
+        # quick mode caps it; bare sample+evaluate on the same chunk
+        engine = engine_step(prior, chunk if args.quick else None, 4, mesh)
+        c_w = engine.chunk
         calls = {
-            "sample_evaluate": sample_evaluate(prior, chunk, mesh),
-            "engine_order4": engine_step(prior, chunk, 4, mesh),
+            "sample_evaluate": sample_evaluate(prior, c_w, mesh),
+            "engine_order4": engine,
             "numpy_reference": numpy_reference(prior, numpy_nets[width]),
         }
-        sizes = dict.fromkeys(calls, chunk)
+        sizes = dict.fromkeys(calls, c_w)
         sizes["numpy_reference"] = numpy_nets[width]
         if width == 1000:
-            calls["engine_order6"] = engine_step(prior, chunk, 6, mesh)
+            calls["engine_order6"] = engine_step(prior, c_w, 6, mesh)
             calls["numpy_reference_float64"] = numpy_reference(prior, numpy_nets[width],
                                                                dtype="float64")
-            sizes.update(engine_order6=chunk, numpy_reference_float64=numpy_nets[width])
+            sizes.update(engine_order6=c_w, numpy_reference_float64=numpy_nets[width])
             for c in sweep:
-                if c != chunk:
+                if c != c_w:
                     calls[f"engine_order4@{c}"] = engine_step(prior, c, 4, mesh)
                     sizes[f"engine_order4@{c}"] = c
         t = interleaved(calls, rounds, min_seconds)
@@ -326,6 +334,7 @@ def main(argv=None) -> dict:
         ratio = functools.partial(paired_ratio, t, sizes)
         row = {
             "width": width,
+            "engine_chunk": c_w,
             "networks_per_s": rate,
             "ratio_order4_vs_sample_evaluate": ratio("engine_order4", "sample_evaluate"),
             "speedup_order4_vs_numpy": ratio("engine_order4", "numpy_reference"),
@@ -336,8 +345,8 @@ def main(argv=None) -> dict:
             row["ratio_order6_vs_sample_evaluate"] = ratio("engine_order6", "sample_evaluate")
             row["speedup_order4_vs_numpy_float64"] = ratio("engine_order4",
                                                            "numpy_reference_float64")
-            name = {c: "engine_order4" if c == chunk else f"engine_order4@{c}"
-                    for c in sorted({*sweep, chunk})}
+            name = {c: "engine_order4" if c == c_w else f"engine_order4@{c}"
+                    for c in sorted({*sweep, c_w})}
             chunk_rates = {c: rate[n] for c, n in name.items()}
             best = max(chunk_rates, key=chunk_rates.get)
             row["best_chunk"] = best
@@ -360,13 +369,13 @@ def main(argv=None) -> dict:
     payload = {
         "meta": meta,
         "a_overhead_of_accumulation": {
-            "width": 1000, "chunk": chunk,
+            "width": 1000, "chunk": w1000["engine_chunk"],
             "ratio_order4": w1000["ratio_order4_vs_sample_evaluate"],
             "ratio_order6": w1000["ratio_order6_vs_sample_evaluate"],
             "goal": 0.7,
         },
         "b_speedup_vs_numpy": {
-            "width": 1000, "chunk": chunk,
+            "width": 1000, "chunk": w1000["engine_chunk"],
             "speedup_order4": w1000["speedup_order4_vs_numpy"],
             "speedup_order4_vs_numpy_float64": w1000["speedup_order4_vs_numpy_float64"],
             "best_chunk": w1000["best_chunk"],
@@ -397,10 +406,11 @@ def print_table(p: dict) -> None:
           f"{b['speedup_order4_best_chunk']:.2f}x at chunk {b['best_chunk']}   "
           f"(goal >= {b['goal']:.0f}x); vs a float64 NumPy loop "
           f"{b['speedup_order4_vs_numpy_float64']:.2f}x")
-    print("(c)  width | engine o4 net/s | sample+eval net/s | o4 ratio | numpy net/s | speed-up")
+    print("(c)  width | chunk | engine o4 net/s | sample+eval net/s | o4 ratio | numpy net/s "
+          "| speed-up")
     for w, r in p["c_per_width"].items():
         n = r["networks_per_s"]
-        print(f"     {int(w):5d} | {n['engine_order4']:15,.0f} | {n['sample_evaluate']:17,.0f} | "
+        print(f"     {int(w):5d} | {r['engine_chunk']:5d} | {n['engine_order4']:15,.0f} | {n['sample_evaluate']:17,.0f} | "
               f"{r['ratio_order4_vs_sample_evaluate']:8.2f} | {n['numpy_reference']:11,.0f} | "
               f"{r['speedup_order4_vs_numpy']:7.1f}x")
     print("     chunk sweep, width 1000, engine order 4 (same rounds): " + ", ".join(

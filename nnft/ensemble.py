@@ -161,8 +161,10 @@ def free_source(prior: Prior, points, n_samples: int, key, *, chunk_size: int = 
     chunk, compiled, lowered_from = fit_chunk(
         compile_at, _round_chunk(chunk_size, n_batches, mesh.size), unit, budget)
     if lowered_from is not None and jax.process_index() == 0:
-        log.warning("chunk_size lowered from %d to %d networks to fit the memory budget of "
-                 "%.2f GiB (set memory_limit to change it)", lowered_from, chunk, budget / 2**30)
+        # a budget the user set is worth a warning; the default one is only the CPU's cache
+        say = log.warning if memory_limit is not None else log.info
+        say("chunk_size lowered from %d to %d networks to fit the memory budget of %.3g GiB "
+            "(set memory_limit to change it)", lowered_from, chunk, budget / 2**30)
     rows = chunk // n_batches
 
     def step(key, state, i):

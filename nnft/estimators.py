@@ -89,14 +89,21 @@ class _Layout:
 
 
 def _products(fields: jax.Array, layout: _Layout, max_k: int) -> dict[int, jax.Array]:
-    """Monomials of the fields over distinct index combinations, orders 1..max_k (<= 3)."""
+    """Monomials of the fields ``(B, P, R)`` over distinct index combinations, orders
+    1..max_k (<= 3), each ``(B, n_k, R)``: the rows R last, so that every sum over rows
+    below is a contraction over the contiguous axis (2-3x faster GEMMs on a CPU than
+    with the rows first)."""
+    # static slices, not gathers: pairs (a <= b) in combinations order are the blocks
+    # f_a * f_{a..P-1}; triples (a <= b <= c) are f_a times the pairs whose first index is >= a,
+    # a tail of the pairs starting at sum_{a' < a} (P - a')
+    p = layout.n_points
     out = {1: fields}
     if max_k >= 2:
-        i, j = layout.pairs.T
-        out[2] = fields[..., i] * fields[..., j]
+        out[2] = jnp.concatenate([fields[:, a:a + 1] * fields[:, a:] for a in range(p)], axis=1)
     if max_k >= 3:
-        i, j, k = layout.triples.T
-        out[3] = fields[..., i] * fields[..., j] * fields[..., k]
+        start = np.cumsum([0] + [p - a for a in range(p)])
+        out[3] = jnp.concatenate([fields[:, a:a + 1] * out[2][:, start[a]:]
+                                  for a in range(p)], axis=1)
     return out
 
 
@@ -170,20 +177,19 @@ def moment_estimator(n_points: int, max_order: int = 4, n_batches: int = 64, *,
         valid = None if mask is None else mask.reshape(-1, n_batches)
         if valid is not None:  # zero the dropped rows (they may hold inf or nan)
             f = jnp.where(valid[..., None], f, 0.0)
+        mono = _products(jnp.transpose(f, (1, 2, 0)), layout, max_k)
         if weights is None and n_channels is None:
-            w = (jnp.ones(f.shape[:2], jnp.float64) if valid is None
-                 else valid.astype(jnp.float64))
-            mono = _products(f, layout, max_k)
             new = [s + _increment(mono, layout, o, None) for o, s in
                    zip(range(1, max_order + 1), state.sums)]
-            wsum = jnp.sum(w, axis=0)
+            wsum = (jnp.full((n_batches,), f.shape[0], jnp.float64) if valid is None
+                    else jnp.sum(valid, axis=0, dtype=jnp.float64))
             return MomentState(state.count + wsum, tuple(new), state.count2 + wsum)
         w = jnp.ones((*lead, *f.shape[:2]), jnp.float64) if weights is None else \
             weights.astype(jnp.float64).reshape(*lead, -1, n_batches)
         if valid is not None:
             w = jnp.where(valid, w, 0.0)
-        mono = _products(f, layout, max_k)
-        new = [s + _increment(mono, layout, o, w) for o, s in
+        wt = jnp.swapaxes(w, -1, -2)  # (..., B, R)
+        new = [s + _increment(mono, layout, o, wt) for o, s in
                zip(range(1, max_order + 1), state.sums)]
         return MomentState(state.count + jnp.sum(w, axis=-2), tuple(new),
                            state.count2 + jnp.sum(w * w, axis=-2))
@@ -202,16 +208,16 @@ def _jitted_update(n_points: int, max_order: int, n_batches: int, n_channels: in
 
 
 def _increment(mono: dict, layout: _Layout, order: int, w: jax.Array | None) -> jax.Array:
-    """The sums of order ``order`` over rows: unweighted ``(B, ...)``, or weighted by ``w``
-    ``(..., R, B)`` (leading channel axes kept)."""
+    """The sums of order ``order`` over rows of the monomials ``(B, n_k, R)``: unweighted
+    ``(B, ...)``, or weighted by ``w`` ``(..., B, R)`` (leading channel axes kept)."""
     ka, kb = layout.split(order)
     if w is None:
         if ka == 0:
-            return jnp.sum(mono[kb], axis=0)
-        return jnp.einsum("rbi,rbj->bij", mono[ka], mono[kb])
+            return jnp.sum(mono[kb], axis=-1)
+        return jnp.einsum("bir,bjr->bij", mono[ka], mono[kb])
     if ka == 0:
-        return jnp.einsum("...rb,rbi->...bi", w, mono[kb])
-    return jnp.einsum("...rb,rbi,rbj->...bij", w, mono[ka], mono[kb])
+        return jnp.einsum("...br,bir->...bi", w, mono[kb])
+    return jnp.einsum("...br,bir,bjr->...bij", w, mono[ka], mono[kb])
 
 
 def channel_state(state: MomentState, channel: int) -> MomentState:

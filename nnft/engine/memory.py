@@ -5,8 +5,10 @@ The working set of a jitted step is what XLA reports for the compiled program
 its step at the requested chunk, and if that does not fit the budget it lowers the chunk
 in proportion (the working set is linear in the chunk) and compiles again. Results do not
 depend on the chunk, so this changes only speed. The default budget is a quarter of the
-free memory of the device (accelerators) or of the host (CPU, at most 1 GiB on a CPU:
-larger chunks are not faster there).
+free memory of the device (accelerators) or of the host, at most 64 MiB on a CPU: a
+step whose working set stays near the caches is faster there (at width 100 a 24 MiB step
+runs about 1.5x more networks per second than a 377 MiB one; ``benchmarks/ensemble.py``
+measures the chunk sweep).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import numpy as np
 
 from nnft import _validate as v
 
-#: the largest default budget on a CPU host
-CPU_DEFAULT_CAP = 2**30
+#: the largest default budget on a CPU host (bytes of one step's working set)
+CPU_DEFAULT_CAP = 2**26
 
 #: size units of ``memory_limit``: decimal (kB = 1000 B) and binary (KiB = 1024 B)
 SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
