@@ -23,3 +23,17 @@ def measure():
 def zscores(est, theory):
     """z = (estimate - theory) / stderr over every tensor entry."""
     return (est.value - theory) / est.stderr
+
+
+#: z-quantile of the power rule: a test detects an error with probability >= 0.9
+POWER = 0.9
+
+
+def detectable(rel_stderr, threshold: float = 4.0, power: float = POWER) -> float:
+    """The smallest relative error in a quantity estimated with relative standard error
+    ``rel_stderr`` that a ``|z| < threshold`` check detects with probability ``power``:
+    the shifted estimate must land beyond the threshold, ``(threshold + z_power) * se``
+    (one-sided; a check over several entries has at least this power for each)."""
+    from statistics import NormalDist
+
+    return (threshold + NormalDist().inv_cdf(power)) * float(np.max(rel_stderr))

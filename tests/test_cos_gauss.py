@@ -4,8 +4,9 @@ import math
 
 import numpy as np
 import pytest
-from conftest import zscores
+from conftest import detectable, zscores
 
+from nnft import readout
 from nnft.priors.cos import CosNet
 from nnft.priors.gauss import GaussNet
 from nnft.theory import correlators as th
@@ -17,8 +18,9 @@ POINTS = {
     "d2-a": np.array([[0.0, 0.0], [0.5, 0.2], [0.5, 0.2], [-0.3, 0.8]]),
     "d2-b": np.array([[0.2, -0.1], [0.0, 0.4], [0.7, 0.7], [0.2, -0.1]]),
 }
-# Gauss-net is heavy tailed (lognormal neurons): its points stay near the origin.
-GAUSS_POINTS = {k: 0.5 * v for k, v in POINTS.items()}
+# Gauss-net is heavy tailed (lognormal neurons): its points stay near the origin (|x| <= 0.6,
+# where 2e6 neurons resolve G4c to < 1%).
+GAUSS_POINTS = {k: 0.35 * v for k, v in POINTS.items()}
 
 
 def cos_net(points_key, width):
@@ -35,16 +37,44 @@ def gauss_net(points_key, width):
 @pytest.mark.parametrize("key", list(POINTS))
 @pytest.mark.parametrize("arch", ["cos", "gauss"])
 def test_g2_g4c_against_theory(measure, arch, key, width):
+    """G2 (and the vanishing odd moments) by the direct estimator on 2e5 networks: relative
+    stderr <= 0.5% on the diagonal, a 2.6% error in G2 is detected with probability 0.9.
+    G4c by the neuron estimator (exact for these i.i.d. neurons with Gaussian readouts) on
+    2e6 neurons (2e6 / N networks): relative stderr of the largest entry <= 0.9%, so a 5%
+    error in G4c is detected (both asserted; Gauss-net's lognormal neurons need the
+    most). The direct estimator's G4c at N = 10 is checked with power by
+    ``test_direct_g4c_at_width_10_has_power``."""
     prior = cos_net(key, width) if arch == "cos" else gauss_net(key, width)
     points = POINTS[key] if arch == "cos" else GAUSS_POINTS[key]
     c = measure(prior, points, 200_000, seed=11)
     z2 = zscores(c.full[2], prior.g2(points))
-    z4 = zscores(c.connected[4], prior.g4c(points))
     assert np.max(np.abs(z2)) < 4, z2
-    assert np.max(np.abs(z4)) < 4, z4
+    assert detectable(np.diag(c.full[2].stderr) / np.diag(c.full[2].value)) <= 0.05
     # Z2 symmetry: odd correlators vanish
     assert np.max(np.abs(c.full[1].value / c.full[1].stderr)) < 4
     assert np.max(np.abs(c.full[3].value / c.full[3].stderr)) < 4
+    g4c = readout.run(prior, points, 2_000_000 // width, seed=12, estimator="neuron",
+                      progress=False).correlators.connected[4]
+    theory = prior.g4c(points)
+    z4 = (g4c.value - theory) / g4c.stderr
+    assert np.max(np.abs(z4)) < 4, z4
+    big = np.unravel_index(np.argmax(np.abs(theory)), theory.shape)
+    assert detectable(g4c.stderr[big] / abs(theory[big])) <= 0.05
+
+
+def test_direct_g4c_at_width_10_has_power(measure):
+    """The direct estimator (what samples the readout too) at N = 10, one point: 2^25
+    Cos-nets give G4c = 3 sigma_w1^4 / (8 N) with relative stderr ~0.8%, so a 5% error
+    in G4c at N = 10 that leaves G2 exact (a per-network random rescaling of the field) is
+    detected with probability >= 0.9 (asserted)."""
+    prior = CosNet(d=1, width=10, sigma_w0=1.3, sigma_w1=0.8)
+    points = np.array([[0.0]])
+    c = measure(prior, points, 2**25, seed=21)
+    g4c = c.connected[4]
+    theory = prior.g4c(points)
+    assert float(theory.ravel()[0]) == pytest.approx(3 * 0.8**4 / 80, rel=1e-12)
+    assert abs(zscores(g4c, theory).ravel()[0]) < 4
+    assert detectable(g4c.stderr.ravel()[0] / theory.ravel()[0]) <= 0.05
 
 
 def test_printed_eq71_is_rejected(measure):
