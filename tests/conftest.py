@@ -37,3 +37,64 @@ def detectable(rel_stderr, threshold: float = 4.0, power: float = POWER) -> floa
     from statistics import NormalDist
 
     return (threshold + NormalDist().inv_cdf(power)) * float(np.max(rel_stderr))
+
+
+# -- the meta-test's error injection (tests/test_power_meta.py) --------------------------
+#: NNFT_TEST_INJECT=<name> makes one quantity ~5% wrong and leaves the rest exact, so that
+#: the meta-test can check that some default test fails. Never set in a normal run.
+INJECTIONS = ("g4c-cos", "g2-mlp-deep", "g2-scalar")
+
+
+def _g4c_eps(g2: float, g4c: float, target: float = 0.05) -> float:
+    """eps with ``G4 ((1 + 6 e^2 + e^4) / (1 + e^2)^2 - 1) = target * G4c``."""
+    from scipy.optimize import brentq
+
+    g4 = 3 * g2 * g2 + g4c
+    return brentq(lambda e: g4 * ((1 + 6 * e**2 + e**4) / (1 + e**2) ** 2 - 1) - target * g4c,
+                  1e-6, 1.0)
+
+
+def _inject(name: str) -> None:
+    import jax.numpy as jnp
+
+    from nnft.priors.cos import CosNet
+    from nnft.priors.mlp import MLP
+    from nnft.priors.spectral import ScalarNet
+
+    if name == "g4c-cos":
+        # each network's field times (1 + eps xi) / sqrt(1 + eps^2), xi = +-1 a fixed
+        # pseudo-random sign per network: G2 exact, G4c 5% too large at N = 10, x = 0
+        apply = CosNet.apply
+        eps = _g4c_eps(0.8**2 / 2, 3 * 0.8**4 / 80)
+
+        def perturbed(self, params, x):
+            out = apply(self, params, x)
+            if self.width < 10:
+                return out
+            xi = jnp.sign(jnp.sin(1e4 * params["b0"][0]))
+            return out * (1 + eps * xi) / jnp.sqrt(1 + eps * eps)
+
+        CosNet.apply = perturbed
+    elif name == "g2-mlp-deep":
+        # the last hidden layer of MLPs of depth >= 2 scaled: G2 about 5% too large there
+        feats = MLP.features
+
+        def perturbed(self, params, x):
+            h = feats(self, params, x)
+            return h * jnp.sqrt(1.06) if self.depth >= 2 else h
+
+        MLP.features = perturbed
+    elif name == "g2-scalar":
+        apply = ScalarNet.apply
+        ScalarNet.apply = lambda self, params, x: apply(self, params, x) * jnp.sqrt(1.05)
+    else:
+        raise ValueError(f"NNFT_TEST_INJECT: got {name!r}; allowed values: "
+                         + ", ".join(INJECTIONS))
+
+
+def pytest_configure(config):
+    import os
+
+    name = os.environ.get("NNFT_TEST_INJECT")
+    if name:
+        _inject(name)
