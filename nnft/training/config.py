@@ -34,18 +34,28 @@ class TrainingConfig:
     layers whose weight matrices' singular values are recorded; ``ntk``: record the probe-set
     NTK; ``n_batches``: jackknife batches (model s in batch s mod n_batches); ``max_order``:
     highest correlator order on the test points.
+
+    Per-model hyperparameters: ``learning_rate``, ``momentum``, ``mass2`` and ``f0`` are each
+    a number or a list of ``n_models`` numbers (model s uses entry s), so a whole optimizer x
+    loss grid trains as one ``vmap`` with one compilation. ``f0``: a shift of the targets,
+    model s fits ``y + f0[s]`` (the duality loss ``m^2/2 (f - f0)^n`` with y = 0; "mse" and
+    "power" only). ``trace``: record the outputs on the training points and the diagonal of
+    the trained-parameter NTK there (``alpha``, learning-rate scales included) at every step
+    (full batch only; costs one gradient per training point and step).
     """
 
     optimizer: str = "sgd"
-    learning_rate: float = 0.1
-    momentum: float = 0.9
+    learning_rate: float | tuple[float, ...] = 0.1
+    momentum: float | tuple[float, ...] = 0.9
     steps: int = 1000
     measure: tuple[int, ...] | None = None
     n_measure: int = 10
     batch_size: int | None = None
     loss: str = "mse"
     loss_power: int = 2
-    mass2: float = 1.0
+    mass2: float | tuple[float, ...] = 1.0
+    f0: float | tuple[float, ...] = 0.0
+    trace: bool = False
     n_models: int = 256
     seed: int = 0
     trainable: tuple | None = None
@@ -58,10 +68,13 @@ class TrainingConfig:
 
     def __post_init__(self):
         v.choice("optimizer", self.optimizer, OPTIMIZERS)
-        v.positive("learning_rate", self.learning_rate)
-        v.require(v.is_real(self.momentum)
-                  and 0 <= self.momentum < 1, "momentum", self.momentum,
-                  "must be a number in [0, 1)")
+        v.positive_int("n_models", self.n_models, minimum=2)
+        self._per_model("learning_rate", lambda f, x: v.positive(f, x))
+        self._per_model("momentum", lambda f, x: v.require(
+            v.is_real(x) and 0 <= x < 1, f, x, "must be a number in [0, 1)"))
+        self._per_model("mass2", lambda f, x: v.positive(f, x))
+        self._per_model("f0", lambda f, x: v.require(v.is_real(x) and math.isfinite(x), f, x,
+                                                     "must be a finite number"))
         v.positive_int("steps", self.steps)
         v.positive_int("n_measure", self.n_measure, minimum=2)
         if self.measure is not None:
@@ -77,8 +90,11 @@ class TrainingConfig:
         if self.batch_size is not None:
             v.positive_int("batch_size", self.batch_size)
         v.choice("loss", self.loss, LOSSES)
-        pointwise_loss(self.loss, power=self.loss_power, mass2=self.mass2)  # validates
-        v.positive_int("n_models", self.n_models, minimum=2)
+        pointwise_loss(self.loss, power=self.loss_power)  # validates
+        v.require(self.loss in ("mse", "power") or not np.any(self.per_model("f0")), "f0",
+                  self.f0, f"must be 0 for the {self.loss!r} loss (target shifts need "
+                  "'mse' or 'power')")
+        v.require(isinstance(self.trace, bool), "trace", self.trace, "must be true or false")
         object.__setattr__(self, "seed", v.seed("seed", self.seed))
         for name in ("trainable", "singular_values"):
             val = getattr(self, name)
@@ -104,9 +120,33 @@ class TrainingConfig:
                   f"must be at most n_models = {self.n_models}")
         v.require(isinstance(self.max_order, int) and 1 <= self.max_order <= 4, "max_order",
                   self.max_order, "must be an integer from 1 to 4")
-        object.__setattr__(self, "learning_rate", float(self.learning_rate))
-        object.__setattr__(self, "momentum", float(self.momentum))
-        object.__setattr__(self, "mass2", float(self.mass2))
+
+    def _per_model(self, name: str, check) -> None:
+        """Validate a number or a list of n_models numbers; store a float or a float tuple."""
+        val = getattr(self, name)
+        if isinstance(val, np.ndarray):
+            val = val.tolist()
+        if isinstance(val, (list, tuple)):
+            v.require(len(val) == self.n_models, name, f"{len(val)} values",
+                      f"must be a number or a list of n_models = {self.n_models} numbers")
+            for i, x in enumerate(val):
+                check(f"{name}[{i}]", x)
+            object.__setattr__(self, name, tuple(float(x) for x in val))
+        else:
+            check(name, val)
+            object.__setattr__(self, name, float(val))
+
+    def per_model(self, name: str) -> np.ndarray:
+        """``learning_rate``, ``momentum``, ``mass2`` or ``f0`` as an ``(n_models,)`` array."""
+        return np.broadcast_to(np.asarray(getattr(self, name), np.float64),
+                               (self.n_models,)).copy()
+
+    @property
+    def scalar_hyperparameters(self) -> bool:
+        """True when every model has the same rate, momentum, mass2 and f0 = 0."""
+        return (not any(isinstance(getattr(self, k), tuple)
+                        for k in ("learning_rate", "momentum", "mass2", "f0"))
+                and self.f0 == 0)
 
     @property
     def times(self) -> tuple[int, ...]:

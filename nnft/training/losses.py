@@ -21,11 +21,20 @@ LOSSES = ("mse", "power", "cross-entropy")
 def pointwise_loss(name: str, *, power: int = 2, mass2: float = 1.0):
     """``l(f, y)`` per example (see the module docstring)."""
     v.choice("loss", name, LOSSES)
+    if name == "power":
+        v.positive("mass2", mass2)
+    fn = scaled_loss(name, power=power)
+    return lambda f, y: fn(f, y, mass2)
+
+
+def scaled_loss(name: str, *, power: int = 2):
+    """``l(f, y, mass2)`` per example, ``mass2`` a (possibly traced) array; it scales only the
+    "power" loss (per-model hyperparameters, :class:`~nnft.training.TrainingConfig`)."""
+    v.choice("loss", name, LOSSES)
     if name == "mse":
-        return lambda f, y: 0.5 * (f - y) ** 2
+        return lambda f, y, mass2: 0.5 * (f - y) ** 2
     if name == "power":
         v.require(v.is_int(power) and power >= 2
                   and power % 2 == 0, "loss_power", power, "must be an even integer >= 2")
-        v.positive("mass2", mass2)
-        return lambda f, y: 0.5 * mass2 * (f - y) ** power
-    return lambda f, y: jax.nn.softplus(f) - y * f
+        return lambda f, y, mass2: 0.5 * mass2 * (f - y) ** power
+    return lambda f, y, mass2: jax.nn.softplus(f) - y * f

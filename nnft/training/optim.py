@@ -25,7 +25,7 @@ from nnft.priors.base import Prior
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
 
-def heavy_ball(learning_rate, beta: float) -> optax.GradientTransformation:
+def heavy_ball(learning_rate, beta) -> optax.GradientTransformation:
     """Momentum GD: ``optax.sgd(learning_rate, momentum=beta)``.
 
     For a constant rate eta this is the duality form
@@ -59,12 +59,22 @@ def make_optimizer(name: str, learning_rate: float, *, momentum: float = 0.9,
     per-parameter ``scales`` (a pytree like the parameters, or None)."""
     v.choice("optimizer", name, OPTIMIZERS)
     v.positive("learning_rate", learning_rate)
+    if name == "momentum":
+        v.require(v.is_real(momentum) and 0 <= momentum < 1, "momentum",
+                  momentum, "must be a number in [0, 1)")
+        momentum = float(momentum)
+    return optimizer_with(name, learning_rate, momentum, scales)
+
+
+def optimizer_with(name: str, learning_rate, momentum=0.9,
+                   scales=None) -> optax.GradientTransformation:
+    """:func:`make_optimizer` without validation: ``learning_rate`` and ``momentum`` may be
+    traced arrays (one model's entry of per-model hyperparameters, inside ``vmap``). The
+    state's structure does not depend on their values."""
     if name == "sgd":
         opt = optax.sgd(learning_rate)
     elif name == "momentum":
-        v.require(v.is_real(momentum) and 0 <= momentum < 1, "momentum",
-                  momentum, "must be a number in [0, 1)")
-        opt = heavy_ball(learning_rate, float(momentum))
+        opt = heavy_ball(learning_rate, momentum)
     else:
         opt = optax.adam(learning_rate)
     return opt if scales is None else optax.chain(opt, scale_by_tree(scales))

@@ -95,7 +95,8 @@ def recorder(trainer: Trainer, key) -> Estimator:
 class TrainingResult:
     """``dataset``: the xarray Dataset (dims time, model, point, ...); ``diverged``: model
     index -> step of divergence; ``seconds``: wall time of this call; ``theory``: the
-    frozen-NTK prediction (or None); ``info``: the driver's bookkeeping (resumed from
+    frozen-NTK prediction (or None; also None with per-model hyperparameters or a target
+    shift f0); ``info``: the driver's bookkeeping (resumed from
     where, checkpoint)."""
 
     dataset: Any
@@ -124,7 +125,10 @@ def train_ensemble(prior: Prior, data: Data, config: TrainingConfig, *,
     ``config.times``. ``checkpoint_dir``: the driver's checkpoint is written there after
     every measurement, and ``resume=True`` continues from it. ``stop_after``
     measurements: write the checkpoint and raise :class:`~nnft._validate.RunInterrupted`
-    (to test kill-and-resume)."""
+    (to test kill-and-resume). Per-model hyperparameters (lists in ``config``) are stored as
+    variables over ``model``; with ``config.trace`` the Dataset also holds ``f_step`` and
+    ``alpha_step`` (dims model, step, train): the outputs and NTK diagonal on the training
+    points at every step 0 .. steps."""
     times = config.times
     v.require(times[-1] <= config.steps, "measure", list(times),
               f"must be at most steps = {config.steps}")
@@ -138,7 +142,17 @@ def train_ensemble(prior: Prior, data: Data, config: TrainingConfig, *,
     seconds = time.perf_counter() - t0
     diverged = {int(i): int(div[i]) for i in np.flatnonzero(div >= 0)}
     ds = training_dataset(out.result["rows"], out.result["valid"], times, data, config)
-    th = frozen_ntk_theory(prior, data, config) if theory else None
+    if config.trace:
+        tr = to_host(out.state.trace)
+        ds["f_step"] = (("model", "step", "train"), np.asarray(tr["f"], np.float64))
+        ds["alpha_step"] = (("model", "step", "train"), np.asarray(tr["alpha"], np.float64))
+        ds = ds.assign_coords(step=np.arange(config.steps + 1))
+    for name in ("learning_rate", "momentum", "mass2", "f0"):
+        if isinstance(getattr(config, name), tuple):
+            ds[name] = (("model",), config.per_model(name))
+    # the frozen-NTK theory knows one rate, one mass and the data's own targets
+    th = frozen_ntk_theory(prior, data, config) if (
+        theory and config.scalar_hyperparameters) else None
     if th is not None:
         ds["theory_mean"] = (("time", "point"), th.mean)
         ds["theory_std"] = (("time", "point"), th.std)
