@@ -21,7 +21,12 @@ numpyro) with :class:`MCMCConfig`, :func:`chain_correlators`, :func:`diagnostics
 :func:`free_draw_crosschecks`, :func:`perturbation_infinite_n`.
 Dynamics: :func:`empirical_ntk` (``nnft.ntk``: spectrum statistics too), :func:`train_ensemble`
 with :class:`TrainingConfig` and :func:`regression_data` / :func:`make_data` (``nnft.training``,
-imported on first use), frozen-NTK theory in ``nnft.theory.frozen_ntk``.
+imported on first use), frozen-NTK theory in ``nnft.theory.frozen_ntk``; momentum GD as a
+de Sitter scalar field in ``nnft.theory.field_equation`` (friction, eta_max, background and
+mode ODEs, the constant-kernel recursion, the n = 2 closed form).
+Fokker-Planck (``nnft.fokker_planck``): ``Grid``, ``evolve``, ``moments``, KDE and
+Nadaraya-Watson helpers, the Euler-Maruyama particle twin.
+Data (``nnft.datasets``): offline digits, IDX (MNIST / Fashion-MNIST) files, auto-mpg.
 Errors: :class:`ConfigError` (bad input, naming the field), :class:`RunInterrupted`.
 Seeds are integers or ``jax.random.key`` values everywhere.
 """
