@@ -24,6 +24,11 @@ with :class:`TrainingConfig` and :func:`regression_data` / :func:`make_data` (``
 imported on first use), frozen-NTK theory in ``nnft.theory.frozen_ntk``; momentum GD as a
 de Sitter scalar field in ``nnft.theory.field_equation`` (friction, eta_max, background and
 mode ODEs, the constant-kernel recursion, the n = 2 closed form).
+NTK collective variables: :func:`empirical_ntk` for vector outputs (``outputs="trace"`` or
+``"full"``), the per-layer NTK of dense networks :func:`dense_ntk` and the streaming
+:func:`ntk_recorder` (``nnft.ntk_layers``); C-output networks :class:`DenseNet`,
+:class:`ConvNet` trained over seeds at once by :func:`train_seeds` with :class:`FitConfig`
+(``nnft.training.classify``).
 Fokker-Planck (``nnft.fokker_planck``): ``Grid``, ``evolve``, ``moments``, KDE and
 Nadaraya-Watson helpers, the Euler-Maruyama particle twin.
 Data (``nnft.datasets``): offline digits, IDX (MNIST / Fashion-MNIST) files, auto-mpg.
@@ -54,6 +59,9 @@ __version__ = "0.1.0"
 _LAZY = {
     **dict.fromkeys(("TrainingConfig", "TrainingResult", "make_data", "regression_data",
                      "train_ensemble", "log_times"), "nnft.training"),
+    **dict.fromkeys(("FitConfig", "train_seeds"), "nnft.training.classify"),
+    **dict.fromkeys(("ConvNet", "DenseNet"), "nnft.training.networks"),
+    **dict.fromkeys(("DenseLayer", "dense_ntk", "ntk_recorder"), "nnft.ntk_layers"),
     **dict.fromkeys(("MCMCConfig", "MCMCResult", "sample", "run_nuts", "run_numpyro",
                      "chain_correlators", "diagnostics", "free_draw_crosschecks",
                      "crosscheck_table", "fit_coupling_slope"), "nnft.mcmc"),
@@ -73,12 +81,16 @@ __all__ = [
     "ABCParameterization",
     "Box",
     "ConfigError",
+    "ConvNet",
     "Correlators",
     "CosNet",
+    "DenseLayer",
+    "DenseNet",
     "Draws",
     "EnsembleResult",
     "Estimate",
     "Estimator",
+    "FitConfig",
     "GaussNet",
     "Interaction",
     "MCMCConfig",
@@ -96,6 +108,7 @@ __all__ = [
     "check_quadrature",
     "crosscheck_table",
     "custom",
+    "dense_ntk",
     "diagnostics",
     "drive",
     "empirical_ntk",
@@ -109,15 +122,17 @@ __all__ = [
     "make_target",
     "mass_shift",
     "moment_estimator",
+    "ntk_recorder",
     "perturbation_infinite_n",
     "phi4",
     "phi6",
     "polynomial",
     "regression_data",
     "run_ensemble",
-    "run_readout",
     "run_numpyro",
     "run_nuts",
+    "run_readout",
     "sample",
     "train_ensemble",
+    "train_seeds",
 ]
