@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -98,3 +100,43 @@ def pytest_configure(config):
     name = os.environ.get("NNFT_TEST_INJECT")
     if name:
         _inject(name)
+
+
+# -- study modules --------------------------------------------------------------------
+#: every study is a folder of flat modules (run.py, analysis.py, figures.py, ...): the same
+#: names in several folders, so a session that tests two studies must not mix them
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
+
+
+_STASH: dict = {}  # study folder -> {module name: module}, set aside by use_study
+
+
+def use_study(name: str) -> Path:
+    """Make ``studies/<name>`` the only study folder on ``sys.path``, set aside the modules
+    imported from any other study folder and bring back this study's (so that pickling
+    ``run._run_block`` for worker processes finds the same module object, and the workers,
+    which re-import ``run`` by name, find this study's). Call at a study test module's top
+    and before each of its tests (``study_fixture``)."""
+    import sys
+
+    folder = STUDIES / name
+    for key, mod in list(sys.modules.items()):
+        path = getattr(mod, "__file__", None) or ""
+        if path.startswith(str(STUDIES)) and not path.startswith(str(folder) + "/"):
+            owner = str(Path(path).parent)
+            _STASH.setdefault(owner, {})[key] = sys.modules.pop(key)
+    for key, mod in _STASH.pop(str(folder), {}).items():
+        sys.modules.setdefault(key, mod)
+    sys.path[:] = [p for p in sys.path if not p.startswith(str(STUDIES))]
+    sys.path.insert(0, str(folder))
+    return folder
+
+
+def study_fixture(name: str):
+    """An autouse fixture for a study's test module: :func:`use_study` before each test."""
+
+    @pytest.fixture(autouse=True)
+    def _study():
+        use_study(name)
+
+    return _study

@@ -8,12 +8,12 @@ Float64 (``jax.enable_x64``) wherever a check is at round-off level.
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import study_fixture, use_study  # noqa: E402
 
 from nnft._validate import ConfigError
 from nnft.ntk import empirical_ntk
@@ -22,8 +22,8 @@ from nnft.theory import field_equation as fe
 from nnft.theory import gp
 from nnft.training import TrainingConfig, make_data, make_trainer, train_ensemble
 
-STUDY = Path(__file__).resolve().parents[1] / "studies" / "duality"
-sys.path.insert(0, str(STUDY))
+STUDY = use_study("duality")  # this study's modules only (conftest.use_study)
+_study = study_fixture("duality")
 import setups as st  # noqa: E402
 
 

@@ -4,11 +4,11 @@
 import json
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.stats
+from conftest import study_fixture, use_study  # noqa: E402
 
 from nnft._validate import ConfigError
 from nnft.fokker_planck import (
@@ -28,7 +28,8 @@ from nnft.fokker_planck import (
     scott_bandwidth,
 )
 
-STUDY = Path(__file__).resolve().parents[1] / "studies" / "fokker_planck"
+STUDY = use_study("fokker_planck")  # this study's modules only (conftest.use_study)
+_study = study_fixture("fokker_planck")
 
 
 # ---- acceptance 1-2 ------------------------------------------------------------------------

@@ -7,12 +7,12 @@ import json
 import math
 import sys
 import warnings
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import study_fixture, use_study  # noqa: E402
 
 from nnft._validate import ConfigError
 from nnft.ntk import empirical_ntk, jacobian_ntk, spectrum_stats
@@ -21,7 +21,8 @@ from nnft.theory import gp
 from nnft.training.classify import FitConfig, train_seeds
 from nnft.training.networks import ConvNet, DenseNet
 
-STUDY = Path(__file__).resolve().parents[1] / "studies" / "ntk_collective"
+STUDY = use_study("ntk_collective")  # this study's modules only (conftest.use_study)
+_study = study_fixture("ntk_collective")
 
 
 def _rel(a, b):

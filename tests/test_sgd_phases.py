@@ -2,16 +2,15 @@
 observables on cases with known answers, Marchenko-Pastur at initialisation, and the reduced
 grid end to end (resume, worker processes)."""
 
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import study_fixture, use_study  # noqa: E402
 
-STUDY = Path(__file__).resolve().parents[1] / "studies" / "sgd_phases"
-sys.path.insert(0, str(STUDY))
+STUDY = use_study("sgd_phases")  # this study's modules only (conftest.use_study)
+_study = study_fixture("sgd_phases")
 
 import analysis
 import hypotheses as hyp

@@ -4,8 +4,8 @@ first-order perturbation theory at finite N.
 Free network ``i`` is drawn from ``network_keys(key, i)`` and lands in jackknife batch
 ``i mod n_batches``, as in :func:`nnft.ensemble.free_source`; the source
 (:func:`crosscheck_source`) also returns its action ``S = int_box V`` per unit coupling
-and weights, one channel per coupling, ``e^{-lambda (S - S_min)}``, plus one channel
-weighted by ``S - S_min``. The driver feeds them to THE moment estimator
+and weights, one channel per coupling, ``e^{-lambda (S - S_min)}``, plus channels
+weighted by ``S - S_min`` and by ``(S - S_min)^2``. The driver feeds them to THE moment estimator
 (:func:`nnft.estimators.moment_estimator` with ``n_channels``):
 
 - reweighting: ``E_0[O e^{-lambda S}] / E_0[e^{-lambda S}]`` per channel, with Kish's
@@ -13,7 +13,10 @@ weighted by ``S - S_min``. The driver feeds them to THE moment estimator
 - first order: ``dG2/dlambda = -Cov_0(phi_a phi_b, S)`` and ``dG4c/dlambda`` its image
   under the moments -> cumulants map (a jvp), where ``Cov_0(phi^k, S) = E_0[S]
   (E_S[phi^k] - E_0[phi^k])`` and ``E_S`` is the S-weighted channel; jackknife errors
-  from the same leave-one-batch-out replicates.
+  from the same leave-one-batch-out replicates;
+- second order: ``d^2 G2/dlambda^2 = kappa_0(phi_a phi_b, S, S)`` (the joint cumulant),
+  ``E_0[phi^k S^2] - E_0[phi^k] E_0[S^2] - 2 E_0[S] Cov_0(phi^k, S)``, and for G4c the
+  second derivative of the cumulant map along the moment curve (nested jvp).
 
 At infinite N see :func:`nnft.interaction.perturbation_infinite_n`.
 """
@@ -49,7 +52,9 @@ class FreeDrawChecks:
     ``reweighted[i]``: ``{"G2", "G4c"}`` Estimates at ``couplings[i]`` by importance
     reweighting ``E_0[O e^{-lambda S}] / E_0[e^{-lambda S}]`` (S = int_box V per unit
     coupling), and ``ess[i] = (sum w)^2 / sum w^2``; ``free``: the same at lambda = 0;
-    ``slope``: first-order perturbation theory at finite N, ``dG/dlambda`` at 0.
+    ``slope``: first-order perturbation theory at finite N, ``dG/dlambda`` at 0;
+    ``curvature``: second order, ``d^2 G/dlambda^2`` at 0 (``G(lambda) = G_0 + slope
+    lambda + curvature lambda^2 / 2 + O(lambda^3)``).
     """
 
     couplings: tuple[float, ...]
@@ -58,6 +63,7 @@ class FreeDrawChecks:
     ess: list
     free: dict
     slope: dict
+    curvature: dict | None = None
 
 
 @functools.lru_cache(maxsize=16)
@@ -75,7 +81,8 @@ def _draw_step(prior, unit: Interaction, n_points: int, n_batches: int, chunk: i
         s = s.reshape(rows, n_batches)
         live = mask.astype(jnp.float64)
         w = jnp.exp(-lam[:, None, None] * s[None]) * live[None]
-        w = jnp.concatenate([w, (s * live)[None]])  # last channel: S (perturbation theory)
+        # last channels: S and S^2 (perturbation theory at first and second order)
+        w = jnp.concatenate([w, (s * live)[None], (s * s * live)[None]])
         w = jnp.where(jnp.isfinite(w), w, 0.0)
         nonfinite = jnp.sum((~jnp.isfinite(s)) * live)
         return phi.reshape(rows, n_batches, n_points), mask, w, nonfinite
@@ -101,7 +108,7 @@ def crosscheck_source(prior: Prior, interaction: Interaction, points, couplings,
                       memory_limit: int | None = None) -> Source:
     """Free draws with their reweighting channels (module docstring) as a
     :class:`~nnft.engine.Source`: ``Draws(phi (rows, B, P), mask, weights (C, rows, B),
-    record = number of non-finite actions)`` with C = ``len(couplings) + 2``.
+    record = number of non-finite actions)`` with C = ``len(couplings) + 3``.
     ``chunk_size`` is an upper bound, lowered to fit ``memory_limit`` bytes (default: the
     engine's budget, :mod:`nnft.engine.memory`)."""
     pts = as_points(points, prior.input_dim)
@@ -175,7 +182,7 @@ def free_draw_crosschecks(prior: Prior, interaction: Interaction, points, coupli
     source = crosscheck_source(prior, interaction, pts, couplings, n_samples, seed,
                                chunk_size=chunk_size, n_batches=n_batches,
                                memory_limit=memory_limit)
-    n_channels = len(couplings) + 2
+    n_channels = len(couplings) + 3
     state, nonfinite = drive(source, _channels_estimator(len(pts), n_batches, n_channels),
                              as_key(seed), progress=False).result
     if nonfinite:
@@ -184,11 +191,12 @@ def free_draw_crosschecks(prior: Prior, interaction: Interaction, points, coupli
     est = moment_estimator(len(pts), 4, n_batches)
     per = [est.finalize(channel_state(state, ch), keep_replicates=True)
            for ch in range(n_channels)]
-    estimates = [{"G2": c.full[2], "G4c": c.connected[4]} for c in per[:-1]]
-    ess = [effective_samples(channel_state(state, ch)) for ch in range(1, n_channels - 1)]
+    estimates = [{"G2": c.full[2], "G4c": c.connected[4]} for c in per[:-2]]
+    ess = [effective_samples(channel_state(state, ch)) for ch in range(1, n_channels - 2)]
+    slope, curvature = _perturbative(per[0], per[-2], per[-1], state.count[0],
+                                     state.count[-2], state.count[-1])
     return FreeDrawChecks(couplings=couplings, n_samples=n_samples, reweighted=estimates[1:],
-                          ess=ess, free=estimates[0],
-                          slope=_first_order(per[0], per[-1], state.count[0], state.count[-1]))
+                          ess=ess, free=estimates[0], slope=slope, curvature=curvature)
 
 
 def _with_replicates(corr, order: int) -> np.ndarray:
@@ -202,21 +210,34 @@ def _loo(per_batch) -> np.ndarray:
     return np.concatenate([[per_batch.sum()], per_batch.sum() - per_batch])
 
 
-def _first_order(free, s_weighted, n_count, s_count) -> dict:
-    """``dG2/dlambda`` and ``dG4c/dlambda`` at 0 from the free and S-weighted channels."""
+def _perturbative(free, s_weighted, s2_weighted, n_count, s_count, s2_count):
+    """First and second lambda-derivatives at 0 of G2 and G4c (jackknifed), from the free,
+    S-weighted and S^2-weighted channels: ``m_k' = -Cov_0(phi^k, S)`` and ``m_k'' =
+    kappa_0(phi^k, S, S)``; G4c through the cumulant map along ``m + t m' + t^2 m''/2``."""
     mean_s = _loo(s_count) / _loo(n_count)
+    mean_s2 = _loo(s2_count) / _loo(n_count)
     with jax.enable_x64(True):
-        m = {k: _with_replicates(free, k) for k in range(1, 5)}
-        cov = {k: mean_s.reshape((-1,) + (1,) * k) * (_with_replicates(s_weighted, k) - m[k])
-               for k in range(1, 5)}
+        m, d1, d2 = {}, {}, {}
+        for k in range(1, 5):
+            shape = (-1,) + (1,) * k
+            m[k] = _with_replicates(free, k)
+            cov = mean_s.reshape(shape) * (_with_replicates(s_weighted, k) - m[k])
+            d1[k] = -cov
+            d2[k] = (mean_s2.reshape(shape) * (_with_replicates(s2_weighted, k) - m[k])
+                     - 2.0 * mean_s.reshape(shape) * cov)
 
-        def g(mom):
+        def g(t):
+            mom = {k: jnp.asarray(m[k]) + t * d1[k] + 0.5 * t * t * d2[k] for k in m}
             return mom[2], cumulants_from_moments(mom, 4)[4]
 
-        primal = {k: jnp.asarray(x) for k, x in m.items()}
-        tangent = {k: -jnp.asarray(x) for k, x in cov.items()}
-        _, (d2, d4) = jax.jvp(g, (primal,), (tangent,))
-    return {"G2": _jackknife(np.asarray(d2)), "G4c": _jackknife(np.asarray(d4))}
+        def dg(t):
+            return jax.jvp(g, (t,), (jnp.ones_like(t),))[1]
+
+        t0 = jnp.zeros((), jnp.float64)
+        first, second = jax.jvp(dg, (t0,), (jnp.ones_like(t0),))
+    slope = {"G2": _jackknife(np.asarray(first[0])), "G4c": _jackknife(np.asarray(first[1]))}
+    curv = {"G2": _jackknife(np.asarray(second[0])), "G4c": _jackknife(np.asarray(second[1]))}
+    return slope, curv
 
 
 def _jackknife(both: np.ndarray) -> Estimate:
@@ -247,6 +268,57 @@ def fit_coupling_slope(couplings, values, stderrs, *, intercept=None, quadratic=
     dof = len(lam) - len(cols)
     chi2 = float(np.sum((a @ coef - b) ** 2) / dof) if dof > 0 else math.nan
     return float(coef[slope_col]), float(np.sqrt(cov[slope_col, slope_col])), chi2
+
+
+def fit_coupling_pade(couplings, values, stderrs, intercept, *, numerator: int = 2) -> dict:
+    """Weighted least squares of ``G(lambda) - intercept = (s lambda + p lambda^2 [+ q
+    lambda^3]) / (1 + a lambda)``, the [m/1] Pade form with ``m = numerator`` (2 or 3): it
+    models the curvature and the saturation of a correlator at couplings where the shift
+    is tens of per cent (a polynomial in lambda does not). Returns ``slope`` = s
+    (dG/dlambda at 0) and ``second`` = p - s a (the lambda^2 Taylor coefficient, ``G''(0)
+    / 2``) with standard errors (linearised, from the Jacobian), ``params`` (s, p, [q,] a)
+    and ``chi2_per_dof``. Needs ``m + 2`` couplings or more."""
+    from scipy.optimize import least_squares
+
+    v.choice("numerator", numerator, (2, 3))
+    lam = np.asarray(couplings, dtype=np.float64)
+    err = np.asarray(stderrs, dtype=np.float64)
+    y = np.asarray(values, dtype=np.float64) - float(intercept)
+    v.require(lam.ndim == 1 and len(lam) >= numerator + 2 and lam.shape == y.shape == err.shape,
+              "couplings", list(lam), f"needs >= {numerator + 2} couplings, one value and "
+              "stderr each")
+    v.require(bool(np.all(err > 0)), "stderrs", list(err), "must be positive")
+    powers = np.stack([lam**k for k in range(1, numerator + 1)], axis=1)
+    # start from the linearised problem y (1 + a lam) = s lam + p lam^2 (+ q lam^3)
+    lin = np.concatenate([powers, -(lam * y)[:, None]], axis=1) / err[:, None]
+    start, *_ = np.linalg.lstsq(lin, y / err, rcond=None)
+
+    def model(q):
+        return powers @ q[:-1] / (1.0 + q[-1] * lam)
+
+    def resid(q):
+        return (model(q) - y) / err
+
+    def jac(q):
+        den = (1.0 + q[-1] * lam)[:, None]
+        return np.concatenate([powers / den, -(lam * model(q))[:, None] / den],
+                              axis=1) / err[:, None]
+
+    starts = [start]
+    if numerator == 3:  # the [3/1] fit can fall into a local minimum: also start at [2/1]
+        lower = fit_coupling_pade(lam, y, err, 0.0, numerator=2)["params"]
+        starts.append(np.array([lower[0], lower[1], 0.0, lower[2]]))
+    fits = [least_squares(resid, x0, jac=jac, method="lm", xtol=1e-14, ftol=1e-14)
+            for x0 in starts]
+    q = min(fits, key=lambda f: f.cost).x
+    cov = np.linalg.pinv(jac(q).T @ jac(q))
+    grad = np.zeros(len(q))
+    grad[0], grad[1], grad[-1] = -q[-1], 1.0, -q[0]  # d(p - s a)/d(s, p, ..., a)
+    dof = len(lam) - len(q)
+    return {"slope": float(q[0]), "slope_err": float(np.sqrt(cov[0, 0])),
+            "second": float(q[1] - q[0] * q[-1]), "second_err": float(np.sqrt(grad @ cov @ grad)),
+            "params": [float(x) for x in q],
+            "chi2_per_dof": float(np.sum(resid(q) ** 2) / dof) if dof > 0 else math.nan}
 
 
 def crosscheck_table(name: str, nuts: Estimate, checks: FreeDrawChecks | None,

@@ -1,147 +1,118 @@
-"""phi^4 theory from Cos-nets by operator insertion (TASI sec. 5.1-5.2): a coupling scan.
+"""phi^4 theory from Cos-nets by operator insertion (TASI sec. 5.1-5.2): a coupling scan
+at couplings that move the measure.
 
-    python studies/phi4/run.py [--quick] [--out DIR] [--widths 10 100]
+    python studies/phi4/run.py              # default study, ~40 min on a loaded 2-core CPU
+    python studies/phi4/run.py --reduced    # N = 10, 5 couplings, short chains (~1 min)
 
-For each width N and each small coupling lambda, the deformed density
-``P(theta) exp(-lambda int_{[-1,1]} phi^4)`` is sampled with the toolkit's default
-sampler (blackjax NUTS, 8 chains) and G2, G4c are measured with autocorrelation-aware
-errors. Three independent cross-checks, all through nnft's public modules:
+The study always resumes: finished NUTS runs (``OUT/runs/``, checkpointed by the engine)
+and free-draw results (``OUT/free/*.json``, reused when their work matches) are kept;
+delete OUT to start over. Stages, all through nnft's public modules:
 
-1. importance reweighting of 10^6 free draws at the same couplings (its ESS printed);
-2. first-order perturbation theory at finite N, ``dG/dlambda = -Cov_0(G, S)`` from
-   the free draws (``nnft.mcmc.free_draw_crosschecks``);
-3. first order at N = infinity, ``-12 lambda int G G G`` and ``-24 lambda int G G G G``
-   by box quadrature (``nnft.interaction.perturbation_infinite_n``).
+1. **scan** (cheap, free draws only): G2(0, 0) shift and reweighting ESS fraction over a
+   wide lambda range, which picked the coupling grid (``phi4_grid.COUPLINGS``);
+2. per width N and coupling lambda, **NUTS** (blackjax, 8 chains, an independent seed per
+   coupling) on ``P(theta) exp(-lambda int_{[-1,1]} phi^4)``;
+3. **free draws** (2 x 10^6 per width): importance reweighting at the same couplings,
+   first- and second-order PT at finite N (``dG/dlambda = -Cov_0(G, S)``,
+   ``d^2G/dlambda^2 = kappa_0(G, S, S)``), and first order at N = infinity by quadrature;
+4. the NUTS points fitted by the [3/1] Pade form
+   ``(s lambda + p lambda^2 + q lambda^3)/(1 + a lambda)``
+   (``nnft.mcmc.crosschecks.fit_coupling_pade``), its slope against finite- and
+   infinite-N PT, its lambda^2 coefficient against the free-draw second order;
+5. finite-N minus infinite-N first-order slopes over widths (``--pt-widths``).
 
-The lambda-slope of the NUTS correlators is fitted (``G - G_free = s lambda + c lambda^2``,
-weighted least squares with the exact free value as intercept) and compared with 2.
-and 3. Writes ``DIR/phi4_study.json`` and ``DIR/phi4_coupling_scan.png`` (G2(lambda),
-G4c(lambda) with both first-order lines). Each NUTS run is checkpointed under
-``DIR/runs/`` and finished runs are kept, so an interrupted study resumes where it
-stopped. Default: 8 chains x 40,000 draws at N = 10 (fewer at larger N: the
-field's autocorrelation is short and one draw costs ~N times more), 2 x 10^6 free
-draws.
+Writes ``RESULTS/summary.json`` (every number of the README), ``RESULTS/tables.md`` and
+``RESULTS/phi4_coupling_scan.png`` and ``RESULTS/phi4_slopes.png``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
 import time
 from pathlib import Path
 
 import numpy as np
+import phi4_analysis as an
+from phi4_grid import COUPLINGS, NODES, REPEATS, nuts_config, nuts_run, prior_at, run_dir
 
-from nnft import CosNet
-from nnft.interaction import Box, Interaction, make_target, perturbation_infinite_n, phi4
-from nnft.mcmc import (
-    MCMCConfig,
-    chain_correlators,
-    diagnostics,
-    fit_coupling_slope,
-    free_draw_crosschecks,
-    run_nuts,
-)
 from nnft.results import write_json
 
-POINTS = np.array([[0.0], [0.3], [0.6], [0.9]])
-G2_ENTRIES = ((0, 0), (0, 1), (0, 3), (2, 3))
-G4C_ENTRIES = ((0, 0, 0, 0), (0, 1, 2, 3))
-BOX = Box((2.0,))
-NODES = 24
+HERE = Path(__file__).resolve().parent
+SCAN_COUPLINGS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.18, 0.25, 0.35, 0.5)
+REDUCED_COUPLINGS = (0.01, 0.03, 0.06, 0.12, 0.25)
+PLOT_PANELS = ("G2(0, 0)", "G2(0, 0.9)", "G4c(0, 0, 0, 0)", "G4c(0, 0.3, 0.6, 0.9)")
 
 
-def _entry_label(e) -> str:
-    return "(" + ", ".join(f"{POINTS[i, 0]:g}" for i in e) + ")"
+def scan(widths, n_draws: int, out: Path) -> dict:
+    """G2(0, 0) shift (%) and reweighting ESS fraction over SCAN_COUPLINGS, free draws only."""
+    res = {"couplings": list(SCAN_COUPLINGS), "n_draws": n_draws, "widths": {}}
+    for n in widths:
+        c = an.free_checks(n, SCAN_COUPLINGS, n_draws, 3 + n, out / "free" / f"scan-N{n}.json")
+        g0 = float(prior_at(n).g2(an.POINTS)[0, 0])
+        res["widths"][str(n)] = {
+            "G2_00_shift_pct": [100.0 * (an._at(r["G2"], (0, 0))[0] - g0) / g0
+                                for r in c["reweighted"]],
+            "ess_fraction": c["ess_fraction"]}
+    return res
 
 
-def run_width(width: int, couplings, args, out: Path) -> dict:
-    """NUTS at every coupling, the free-draw cross-checks, PT at infinite N, slope fits."""
-    prior = CosNet(d=1, width=width, sigma_w0=1.0, sigma_w1=1.0)
-    unit = Interaction(phi4(1.0), BOX, NODES)
-    free = {"G2": prior.g2(POINTS), "G4c": prior.g4c(POINTS)}
-    t0 = time.perf_counter()
-    checks = free_draw_crosschecks(prior, unit, POINTS, couplings, args.free_draws, seed=1)
-    t_free = time.perf_counter() - t0
-    g_inf = perturbation_infinite_n(prior, unit, POINTS)
-    samples = args.samples if args.quick else max(10_000, args.samples * 10 // width)
-    cfg = MCMCConfig(chains=args.chains, warmup=args.warmup, samples=samples, seed=2)
+def nuts_point(width: int, index: int, lam: float, args, *, repeat: bool = False) -> dict:
+    """:func:`phi4_analysis.nuts_summary` of one NUTS run, cached next to its checkpoint."""
+    cache = run_dir(args.out, width, lam, repeat) / "summary.json"
+    config = nuts_config(width, index, quick=args.reduced)
+    if repeat:
+        config = dataclasses.replace(config, seed=REPEATS[(width, lam)])
+    summ = json.loads(cache.read_text()) if cache.exists() else None
+    if summ is None or summ["config"] != config.to_dict():
+        res = nuts_run(width, index, lam, args.out, quick=args.reduced, repeat=repeat)
+        summ = an.nuts_summary(res, cache)
+    return summ
+
+
+def repeats(width: int, couplings, rows, checks, exact, slope_inf, args) -> list:
+    """The runs of ``REPEATS`` at this width: their rows, and z of repeat vs first run."""
+    out = []
+    for (n, lam) in REPEATS:
+        if n != width or lam not in couplings or args.reduced:
+            continue
+        i = list(couplings).index(lam)
+        row = an.coupling_row(lam, i, nuts_point(width, i, lam, args, repeat=True), checks,
+                              exact, slope_inf)
+        row["z_repeat_vs_first_run"] = {
+            k: (v["nuts"] - rows[i]["entries"][k]["nuts"])
+            / math.hypot(v["nuts_err"], rows[i]["entries"][k]["nuts_err"])
+            for k, v in row["entries"].items()}
+        out.append(row)
+    return out
+
+
+def run_width(width: int, couplings, args) -> dict:
+    """NUTS at every coupling, free-draw cross-checks, PT, the Pade slope fits."""
+    prior = prior_at(width)
+    exact = {"G2": np.asarray(prior.g2(an.POINTS)), "G4c": np.asarray(prior.g4c(an.POINTS))}
+    checks = an.free_checks(width, couplings, args.free_draws, 1 + width,
+                            args.out / "free" / f"N{width}.json")
+    slope_inf = an.infinite_n_slopes(width)
     rows = []
     for i, lam in enumerate(couplings):
-        target = make_target(prior, unit.with_coupling(lam))
-        res = run_nuts(target, POINTS, cfg, checkpoint_dir=out / "runs" / f"N{width}-lam{lam:g}",
-                       resume=True)
-        corr, blocking = chain_correlators(res.phi, 4)
-        diag = diagnostics(res)
-        row = {"coupling": lam, "rhat_max": diag["rhat_max"], "divergences": diag["divergences"],
-               "ess_bulk_min": diag["correlator_observables"]["ess_bulk_min"],
-               "tau_max": blocking["tau_max"], "reweighting_ess": checks.ess[i],
-               "seconds": res.seconds["total"]}
-        for name, est, entries in (("G2", corr.full[2], G2_ENTRIES),
-                                   ("G4c", corr.connected[4], G4C_ENTRIES)):
-            rw = checks.reweighted[i][name]
-            for e in entries:
-                comb = math.hypot(est.stderr[e], rw.stderr[e])
-                row[f"{name}{e}"] = {"nuts": float(est.value[e]), "nuts_err": float(est.stderr[e]),
-                                     "reweighted": float(rw.value[e]),
-                                     "reweighted_err": float(rw.stderr[e]),
-                                     "z": float((est.value[e] - rw.value[e]) / comb)}
+        row = an.coupling_row(lam, i, nuts_point(width, i, lam, args), checks, exact,
+                              slope_inf)
         rows.append(row)
-        print(f"  N={width:<4} lambda={lam:<6g} R-hat {diag['rhat_max']:.4f}  divergences "
-              f"{diag['divergences']}  ESS(weights) {checks.ess[i]:,.0f}  "
-              f"max|z| NUTS-reweighting "
-              f"{max(abs(v['z']) for k, v in row.items() if k.startswith('G')):.2f}  "
-              f"({res.seconds['total']:.0f} s)")
-    slopes = {}
-    for name, entries in (("G2", G2_ENTRIES), ("G4c", G4C_ENTRIES)):
-        for e in entries:
-            key = f"{name}{e}"
-            vals = [r[key]["nuts"] for r in rows]
-            errs = [r[key]["nuts_err"] for r in rows]
-            s, s_err, chi2 = fit_coupling_slope(couplings, vals, errs, intercept=free[name][e],
-                                                quadratic=True)
-            pt_n, pt_n_err = float(checks.slope[name].value[e]), float(checks.slope[name].stderr[e])
-            pt_inf = float(g_inf[name][1][e])
-            slopes[key] = {"nuts_fit": s, "nuts_fit_err": s_err, "fit_chi2_per_dof": chi2,
-                           "pt_finite_N": pt_n, "pt_finite_N_err": pt_n_err,
-                           "pt_infinite_N": pt_inf,
-                           "z_fit_vs_finite_N": (s - pt_n) / math.hypot(s_err, pt_n_err),
-                           "finite_N_minus_infinite_N": pt_n - pt_inf,
-                           "free_exact": float(free[name][e])}
+        g = row["entries"]["G2(0, 0)"]
+        print(f"  N={width:<4} lambda={lam:<5g} seed {row['seed']}  R-hat {row['rhat_max']:.4f}"
+              f"  div {row['divergences']}  ESS(w)/n {row['reweighting_ess_fraction']:.3f}"
+              f"  G2(0,0) {g['shift_pct']:+.1f}%  max|z| NUTS-rw "
+              f"{max(abs(v['z_nuts_vs_reweighted']) for v in row['entries'].values()):.2f}"
+              f"  ({row['seconds']:.0f} s)", flush=True)
+    slopes = an.slope_table(couplings, rows, checks, exact, slope_inf)
     return {"width": width, "couplings": list(couplings), "rows": rows, "slopes": slopes,
-            "free_draws": args.free_draws, "free_draw_seconds": t_free,
-            "mcmc": cfg.to_dict()}
-
-
-def pt_convergence(widths, args) -> dict:
-    """First-order slopes at finite N (free draws) against N = infinity, over widths.
-
-    The difference is fitted as ``a / N + b / N^2`` (weighted least squares)."""
-    unit = Interaction(phi4(1.0), BOX, NODES)
-    out = {"widths": list(widths), "entries": {}}
-    per_width = []
-    for n in widths:
-        prior = CosNet(d=1, width=n, sigma_w0=1.0, sigma_w1=1.0)
-        checks = free_draw_crosschecks(prior, unit, POINTS, (), args.free_draws, seed=3)
-        per_width.append((checks.slope, perturbation_infinite_n(prior, unit, POINTS)))
-        print(f"  finite-N first order from {args.free_draws:,} free draws at N = {n}")
-    for name, entries in (("G2", G2_ENTRIES), ("G4c", G4C_ENTRIES)):
-        for e in entries:
-            diff = np.array([float(sl[name].value[e] - inf[name][1][e])
-                             for sl, inf in per_width])
-            err = np.array([float(sl[name].stderr[e]) for sl, _ in per_width])
-            inv = 1.0 / np.asarray(widths, dtype=np.float64)
-            a = np.stack([inv, inv**2], axis=1) / err[:, None]
-            coef, *_ = np.linalg.lstsq(a, diff / err, rcond=None)
-            cov = np.linalg.inv(a.T @ a)
-            chi2 = float(np.sum((a @ coef - diff / err) ** 2) / max(1, len(widths) - 2))
-            out["entries"][f"{name}{e}"] = {
-                "finite_minus_infinite": diff.tolist(), "stderr": err.tolist(),
-                "pt_infinite_N": float(per_width[0][1][name][1][e]),
-                "fit_a_over_N": float(coef[0]), "fit_a_err": float(np.sqrt(cov[0, 0])),
-                "fit_b_over_N2": float(coef[1]), "fit_b_err": float(np.sqrt(cov[1, 1])),
-                "fit_chi2_per_dof": chi2}
-    return out
+            "free_draws": args.free_draws,
+            "repeats": repeats(width, couplings, rows, checks, exact, slope_inf, args),
+            "mcmc": {k: rows[0]["config"][k] for k in ("chains", "warmup", "samples")},
+            "_checks": checks, "_slope_inf": slope_inf}
 
 
 def plot(study: dict, path: Path) -> None:
@@ -151,78 +122,234 @@ def plot(study: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     widths = study["widths"]
-    panels = [("G2", (0, 0)), ("G2", (0, 3)), ("G4c", (0, 0, 0, 0)), ("G4c", (0, 1, 2, 3))]
-    fig, axes = plt.subplots(len(widths), len(panels), figsize=(4.2 * len(panels),
-                                                                3.4 * len(widths)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(widths), len(PLOT_PANELS),
+                             figsize=(4.2 * len(PLOT_PANELS), 3.4 * len(widths)), squeeze=False)
     for row_axes, res in zip(axes, widths):
         lams = np.asarray(res["couplings"])
-        grid = np.linspace(0, lams.max() * 1.05, 50)
-        for ax, (name, e) in zip(row_axes, panels):
-            key = f"{name}{e}"
+        grid = np.linspace(0, lams.max() * 1.05, 100)
+        for ax, key in zip(row_axes, PLOT_PANELS):
             sl = res["slopes"][key]
-            nuts = [r[key] for r in res["rows"]]
-            ax.errorbar(lams, [v["nuts"] for v in nuts], yerr=[v["nuts_err"] for v in nuts],
+            pts = [r["entries"][key] for r in res["rows"]]
+            g0 = pts[0]["free_exact"]
+            ax.errorbar(lams, [p["nuts"] for p in pts], yerr=[p["nuts_err"] for p in pts],
                         fmt="o", ms=4, capsize=3, label="NUTS")
-            ax.errorbar(lams * 1.02, [v["reweighted"] for v in nuts],
-                        yerr=[v["reweighted_err"] for v in nuts], fmt="s", ms=3, capsize=3,
+            ax.errorbar(lams * 1.02, [p["reweighted"] for p in pts],
+                        yerr=[p["reweighted_err"] for p in pts], fmt="s", ms=3, capsize=3,
                         mfc="none", label="reweighted free draws")
-            g0 = sl["free_exact"]
-            ax.plot(grid, g0 + sl["pt_finite_N"] * grid, "-", label="free + 1st order, finite N")
-            ax.plot(grid, g0 + sl["pt_infinite_N"] * grid, "--",
-                    label="free + 1st order, N = inf")
-            ax.set_title(f"{name}{_entry_label(e)}, N = {res['width']}", fontsize=9)
+            s, p2, p3, a = sl["nuts_fit"]["params"]
+            ax.plot(grid, g0 + (s * grid + p2 * grid**2 + p3 * grid**3) / (1 + a * grid), "-",
+                    lw=1, color="C0", alpha=0.6, label="[3/1] Pade fit of NUTS")
+            ax.plot(grid, g0 + sl["pt_finite_N"] * grid, "-", color="C2",
+                    label="1st order, finite N")
+            ax.plot(grid, g0 + sl["pt_infinite_N"] * grid, "--", color="C3",
+                    label="1st order, N = inf")
+            ax.plot(grid, g0 + sl["pt_finite_N"] * grid + sl["second_order_free_draws"] * grid**2,
+                    ":", color="C4", label="2nd order, finite N")
+            vals = [p["nuts"] for p in pts] + [g0]
+            span = max(vals) - min(vals)
+            ax.set_ylim(min(vals) - 0.3 * span, max(vals) + 0.3 * span)
+            ax.set_title(f"{key}, N = {res['width']}", fontsize=9)
             ax.set_xlabel(r"$\lambda$")
-        row_axes[0].legend(fontsize=7)
+        row_axes[0].legend(fontsize=6)
     fig.suptitle(r"Cos-net $\phi^4$ theory on the box $[-1, 1]$: coupling scan", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=Path("runs/phi4-study"))
-    ap.add_argument("--widths", type=int, nargs="+", default=[10, 100])
-    ap.add_argument("--couplings", type=float, nargs="+", default=[0.002, 0.004, 0.006, 0.008])
-    ap.add_argument("--pt-widths", type=int, nargs="+", default=[10, 30, 100, 300, 1000],
-                    help="widths of the finite-N first-order slopes (free draws only)")
-    ap.add_argument("--quick", action="store_true", help="fewer draws (a smoke run)")
-    args = ap.parse_args(argv)
-    args.chains, args.warmup, args.samples, args.free_draws = (
-        (4, 300, 1000, 64 * 2000) if args.quick else (8, 1000, 40_000, 2_000_000))
-    args.out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    study = {"box": list(BOX.lengths), "nodes": NODES, "points": POINTS.tolist(),
-             "widths": []}
-    for width in args.widths:
-        study["widths"].append(run_width(width, tuple(args.couplings), args, args.out))
-    if args.pt_widths:
-        study["pt_convergence"] = pt_convergence(args.pt_widths, args)
-    study["seconds"] = time.perf_counter() - t0
-    write_json(study, args.out / "phi4_study.json")
-    plot(study, args.out / "phi4_coupling_scan.png")
-    print("\nlambda-slopes (NUTS fit vs first-order perturbation theory):")
-    print(f"{'N':>5} {'entry':>24} {'NUTS fit':>16} {'PT finite N':>16} {'z':>6} "
-          f"{'PT N=inf':>9} {'finite-inf':>10}")
+def plot_slopes(study: dict, path: Path) -> None:
+    """(G - G_free) / lambda against lambda: its intercept is the first-order slope, so the
+    finite- and infinite-N PT slopes are two points at lambda = 0 and 2nd order is a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ("G2(0, 0)", "G4c(0, 0, 0, 0)")
+    widths = study["widths"]
+    fig, axes = plt.subplots(1, len(widths) * len(keys), figsize=(4.2 * len(widths) * len(keys),
+                                                                3.6), squeeze=False)
+    for j, (res, key) in enumerate((r, k) for r in widths for k in keys):
+        ax = axes[0, j]
+        lams = np.asarray(res["couplings"])
+        grid = np.linspace(1e-4, lams.max() * 1.05, 100)
+        sl = res["slopes"][key]
+        pts = [r["entries"][key] for r in res["rows"]]
+        g0 = pts[0]["free_exact"]
+        ax.errorbar(lams, [(p["nuts"] - g0) / lam for p, lam in zip(pts, lams)],
+                    yerr=[p["nuts_err"] / lam for p, lam in zip(pts, lams)], fmt="o", ms=4,
+                    capsize=3, label="NUTS")
+        ax.errorbar(lams * 1.02, [(p["reweighted"] - g0) / lam for p, lam in zip(pts, lams)],
+                    yerr=[p["reweighted_err"] / lam for p, lam in zip(pts, lams)], fmt="s",
+                    ms=3, capsize=3, mfc="none", label="reweighted free draws")
+        s, p2, p3, a = sl["nuts_fit"]["params"]
+        ax.plot(grid, (s + p2 * grid + p3 * grid**2) / (1 + a * grid), "-", color="C0",
+                alpha=0.6, label="[3/1] Pade fit of NUTS")
+        ax.errorbar([0.0], [s], yerr=[sl["nuts_fit"]["slope_err"]], fmt="D", color="C0", ms=4,
+                    capsize=3)
+        ax.errorbar([0.0], [sl["pt_finite_N"]], yerr=[sl["pt_finite_N_err"]], fmt="*",
+                    color="C2", ms=9, label="1st-order slope, finite N")
+        ax.plot([0.0], [sl["pt_infinite_N"]], "x", color="C3", ms=9, mew=2,
+                label="1st-order slope, N = inf")
+        ax.plot(grid, sl["pt_finite_N"] + sl["second_order_free_draws"] * grid, ":", color="C4",
+                label="2nd order, finite N")
+        vals = [(p["nuts"] - g0) / lam for p, lam in zip(pts, lams)] + [sl["pt_finite_N"],
+                                                                          sl["pt_infinite_N"]]
+        span = max(vals) - min(vals)
+        ax.set_ylim(min(vals) - 0.25 * span, max(vals) + 0.25 * span)
+        ax.set_title(f"({key} - free) / lambda, N = {res['width']}", fontsize=9)
+        ax.set_xlabel(r"$\lambda$")
+    axes[0, 0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def tables(study: dict) -> str:
+    """Markdown tables of the README, from the summary."""
+    lines = ["| N | lambda | seed | R-hat | ESS(w)/n | G2(0,0) shift % | sigma | "
+             "G4c(0,0,0,0) shift % | sigma | z NUTS-rw (range, 6 entries) | "
+             "z 1st order G2(0,0) | z 2nd order G2(0,0) |", "|" + "---|" * 12]
+    for res in study["widths"]:
+        for r in res["rows"] + res["repeats"]:
+            g2, g4 = r["entries"]["G2(0, 0)"], r["entries"]["G4c(0, 0, 0, 0)"]
+            zs = [v["z_nuts_vs_reweighted"] for v in r["entries"].values()]
+            lam = f"{r['coupling']:g}" + (" (repeat)" if "z_repeat_vs_first_run" in r else "")
+            lines.append(
+                f"| {res['width']} | {lam} | {r['seed']} | {r['rhat_max']:.4f} | "
+                f"{r['reweighting_ess_fraction']:.3f} | {g2['shift_pct']:+.1f} | "
+                f"{g2['shift_sigma']:+.0f} | {g4['shift_pct']:+.0f} | {g4['shift_sigma']:+.0f} | "
+                f"{min(zs):+.2f} .. {max(zs):+.2f} | {g2['z_pt1']:+.1f} | {g2['z_pt2']:+.1f} |")
+    lines += ["", "| N | entry | NUTS Pade slope | rel. err | PT finite N | rel. err | "
+              "z | PT N = inf | z vs inf | finite - inf (%) | rw-fit z | "
+              "NUTS lambda^2 coeff | free-draw G''/2 | z | [2/1]: NUTS z | rw-fit z |",
+              "|" + "---|" * 16]
     for res in study["widths"]:
         for key, s in res["slopes"].items():
-            print(f"{res['width']:>5} {key:>24} {s['nuts_fit']:>9.4f} ± {s['nuts_fit_err']:<5.2g}"
-                  f"{s['pt_finite_N']:>9.4f} ± {s['pt_finite_N_err']:<5.2g}"
-                  f"{s['z_fit_vs_finite_N']:>6.2f} {s['pt_infinite_N']:>9.4f} "
-                  f"{s['finite_N_minus_infinite_N']:>10.4f}")
+            f = s["nuts_fit"]
+            lines.append(
+                f"| {res['width']} | {key} | {f['slope']:.3f} ± {f['slope_err']:.3f} | "
+                f"{100 * s['nuts_slope_rel_err']:.1f} % | {s['pt_finite_N']:.3f} ± "
+                f"{s['pt_finite_N_err']:.3f} | {100 * s['pt_finite_N_rel_err']:.1f} % | "
+                f"{s['z_nuts_vs_finite_N']:+.2f} | {s['pt_infinite_N']:.3f} | "
+                f"{s['z_nuts_vs_infinite_N']:+.2f} | {s['finite_minus_infinite_pct']:+.1f} | "
+                f"{s['z_rw_fit_vs_finite_N']:+.2f} | {f['second']:.1f} ± {f['second_err']:.1f} | "
+                f"{s['second_order_free_draws']:.1f} ± {s['second_order_free_draws_err']:.1f} | "
+                f"{s['z_second_nuts_vs_free']:+.2f} | {s['z21_nuts_vs_finite_N']:+.2f} | "
+                f"{s['z21_rw_fit_vs_finite_N']:+.2f} |")
     if "pt_convergence" in study:
         conv = study["pt_convergence"]
-        print("\nfinite-N minus infinite-N first-order slope, fitted as a/N + b/N^2:")
-        print(f"{'entry':>20} " + " ".join(f"{'N=' + str(n):>16}" for n in conv["widths"])
-              + f" {'a':>14} {'b':>14}")
+        lines += ["", "| entry | " + " | ".join(f"N = {n}" for n in conv["widths"])
+                  + " | a | b |", "|" + "---|" * (len(conv["widths"]) + 3)]
         for key, c in conv["entries"].items():
-            cells = " ".join(f"{d:>9.4f} ± {e:<4.2g}" for d, e in
-                             zip(c["finite_minus_infinite"], c["stderr"]))
-            print(f"{key:>20} {cells} {c['fit_a_over_N']:>7.3f} ± {c['fit_a_err']:<4.2g} "
-                  f"{c['fit_b_over_N2']:>7.2f} ± {c['fit_b_err']:<4.2g}")
-    print(f"\nwrote {args.out}/phi4_study.json and phi4_coupling_scan.png "
-          f"in {study['seconds']:.0f} s")
+            cells = " | ".join(f"{d:.3f} ± {e:.3f}" for d, e in
+                               zip(c["finite_minus_infinite"], c["stderr"]))
+            lines.append(f"| {key} | {cells} | {c['fit_a_over_N']:.2f} ± {c['fit_a_err']:.2f} | "
+                         f"{c['fit_b_over_N2']:.1f} ± {c['fit_b_err']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def headline(study: dict) -> dict:
+    """The claims of the README as numbers (ranges over couplings and entries)."""
+    out = {}
+    for res in study["widths"]:
+        rows, slopes = res["rows"], list(res["slopes"].values())
+        g2 = [r["entries"]["G2(0, 0)"]["shift_pct"] for r in rows]
+        zs = [v["z_nuts_vs_reweighted"] for r in rows for v in r["entries"].values()]
+        sl, s4 = res["slopes"]["G2(0, 0)"], res["slopes"]["G4c(0, 0, 0, 0)"]
+        out[str(res["width"])] = {
+            "G2_00_shift_pct_range": [min(g2), max(g2)],
+            "reweighting_ess_fraction_min": min(r["reweighting_ess_fraction"] for r in rows),
+            "z_nuts_vs_reweighted_range": [min(zs), max(zs)],
+            "n_comparisons": len(zs), "rhat_max": max(r["rhat_max"] for r in rows),
+            "divergences": sum(r["divergences"] for r in rows),
+            "pt_finite_N_slope_rel_err_max": max(s["pt_finite_N_rel_err"]
+                                                 for s in res["slopes"].values()),
+            "G2_00_nuts_slope_rel_err": sl["nuts_slope_rel_err"],
+            "G2_00_z_vs_finite_N": sl["z_nuts_vs_finite_N"],
+            "G2_00_z_vs_infinite_N": sl["z_nuts_vs_infinite_N"],
+            "G2_00_finite_vs_infinite_in_sigma": sl["finite_vs_infinite_in_nuts_sigma"],
+            "repeats": [{"coupling": r["coupling"], "seed": r["seed"],
+                         "z_nuts_vs_reweighted_range": [
+                             min(v["z_nuts_vs_reweighted"] for v in r["entries"].values()),
+                             max(v["z_nuts_vs_reweighted"] for v in r["entries"].values())],
+                         "z_repeat_vs_first_run_range": [
+                             min(r["z_repeat_vs_first_run"].values()),
+                             max(r["z_repeat_vs_first_run"].values())]}
+                        for r in res["repeats"]],
+            "G2_00_nuts_resolves_finite_vs_infinite": bool(
+                abs(sl["z_nuts_vs_finite_N"]) < 2 and abs(sl["z_nuts_vs_infinite_N"]) >= 3),
+            "G4c_0000_nuts_slope_rel_err": s4["nuts_slope_rel_err"],
+            "G4c_0000_z_vs_finite_N": s4["z_nuts_vs_finite_N"],
+            "G4c_0000_z_vs_infinite_N": s4["z_nuts_vs_infinite_N"],
+            "G4c_0000_nuts_resolves_finite_vs_infinite": bool(
+                abs(s4["z_nuts_vs_finite_N"]) < 2 and abs(s4["z_nuts_vs_infinite_N"]) >= 3),
+            "slope_z_vs_finite_N_range": [min(v["z_nuts_vs_finite_N"] for v in slopes),
+                                          max(v["z_nuts_vs_finite_N"] for v in slopes)],
+            "second_order_z_range": [min(v["z_second_nuts_vs_free"] for v in slopes),
+                                     max(v["z_second_nuts_vs_free"] for v in slopes)],
+            "pade21_G2_00_z_vs_finite_N": sl["z21_nuts_vs_finite_N"],
+            "pade21_G2_00_rw_fit_z": sl["z21_rw_fit_vs_finite_N"],
+            "pade31_model_bias_in_nuts_sigma_max": max(
+                abs(v["reweighted_fit"]["slope"] - v["pt_finite_N"]) / v["nuts_fit"]["slope_err"]
+                for v in slopes),
+            "pade31_rw_fit_z_range": [min(v["z_rw_fit_vs_finite_N"] for v in slopes),
+                                      max(v["z_rw_fit_vs_finite_N"] for v in slopes)]}
+    return out
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reduced", action="store_true", help="N = 10, 5 couplings, short chains")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="runs and caches (default runs/phi4-study, runs/phi4-reduced)")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="summary.json, tables.md, figure (default studies/phi4/results; "
+                         "OUT/results with --reduced)")
+    ap.add_argument("--widths", type=int, nargs="+", default=None)
+    ap.add_argument("--pt-widths", type=int, nargs="*", default=None,
+                    help="widths of the finite-N first-order slopes (default 10 30 100 300)")
+    args = ap.parse_args(argv)
+    args.out = args.out or Path("runs/phi4-reduced" if args.reduced else "runs/phi4-study")
+    args.results = args.results or (args.out / "results" if args.reduced else HERE / "results")
+    widths = args.widths or ([10] if args.reduced else sorted(COUPLINGS))
+    pt_widths = args.pt_widths if args.pt_widths is not None else (
+        [] if args.reduced else [10, 30, 100, 300])
+    args.free_draws = 64 * 2000 if args.reduced else 2_000_000
+    args.results.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    study = {"box": [-1.0, 1.0], "nodes": NODES, "points": an.POINTS.tolist(),
+             "reduced": args.reduced,
+             "scan": scan(widths, 64 * 500 if args.reduced else 200_000, args.out),
+             "widths": []}
+    for width in widths:
+        couplings = REDUCED_COUPLINGS if args.reduced else COUPLINGS[width]
+        study["widths"].append(run_width(width, couplings, args))
+    if pt_widths:
+        per = {r["width"]: (r["_checks"], r["_slope_inf"]) for r in study["widths"]}
+        for n in pt_widths:
+            if n not in per:
+                per[n] = (an.free_checks(n, (), args.free_draws, 1 + n,
+                                         args.out / "free" / f"N{n}.json"),
+                          an.infinite_n_slopes(n))
+                print(f"  finite-N first order from {args.free_draws:,} free draws at N = {n}")
+        study["pt_convergence"] = an.pt_convergence({n: per[n] for n in pt_widths})
+    for r in study["widths"]:
+        del r["_checks"], r["_slope_inf"]
+    study["headline"] = headline(study)
+    # wall time of this invocation (a resumed study reuses cached runs: see rows' seconds)
+    study["seconds_this_invocation"] = time.perf_counter() - t0
+    write_json(study, args.results / "summary.json")
+    text = tables(study)
+    from nnft.engine.files import atomic_write_bytes
+
+    atomic_write_bytes(args.results / "tables.md", text.encode())
+    plot(study, args.results / "phi4_coupling_scan.png")
+    plot_slopes(study, args.results / "phi4_slopes.png")
+    print("\n" + text)
+    print(f"wrote {args.results}/summary.json, tables.md, phi4_coupling_scan.png, "
+          f"phi4_slopes.png in {study['seconds_this_invocation']:.0f} s")
+    return study
 
 
 if __name__ == "__main__":
