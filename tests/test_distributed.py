@@ -117,7 +117,10 @@ def _assert_close(a, b, path=""):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=path)
 
 
-@pytest.mark.parametrize("kind", sorted(CARDS))
+# free draws in the default suite; NUTS and training (each ~40-70 s on 2 cores: two
+# processes compile the sampler or the trainer) with -m slow
+@pytest.mark.parametrize("kind", [k if k == "free" else pytest.param(k, marks=pytest.mark.slow)
+                                  for k in sorted(CARDS)])
 def test_two_processes_equal_one(tmp_path, kind):
     card = tmp_path / f"{kind}.toml"
     card.write_text(CARDS[kind])
