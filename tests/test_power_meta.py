@@ -8,6 +8,9 @@ it in a subprocess, and require that at least one fails. Unperturbed, the same t
 - ``g2-mlp-deep``: the last hidden layer of depth >= 2 MLPs scaled by ``sqrt(1.06)``: G2
   ~5% too large for deep MLPs only.
 - ``g2-scalar``: Scalar-net fields times ``sqrt(1.05)``: G2 5% too large.
+- ``frozen-ntk-mean``: the frozen-NTK prediction's mean 5% too large at one time (the
+  statistical ensemble-vs-theory tests cannot see this at S = 128; the deterministic
+  linearised-GD test does).
 """
 
 import os
@@ -22,6 +25,7 @@ CASES = {
     "g4c-cos": ["tests/test_cos_gauss.py::test_direct_g4c_at_width_10_has_power"],
     "g2-mlp-deep": ["tests/test_mlp.py::test_g2_against_nngp"],
     "g2-scalar": ["tests/test_spectral.py::test_scalar_net_mc_g2_g4c"],
+    "frozen-ntk-mean": ["tests/test_training.py"],
 }
 
 

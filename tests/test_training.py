@@ -116,6 +116,32 @@ def test_linear_model_follows_the_frozen_ntk_exactly():
 
 
 @pytest.mark.parametrize("activation", ["erf", "relu"])
+def test_frozen_ntk_prediction_is_the_linearised_gd_recursion(activation):
+    """``frozen_ntk.mlp_prediction`` against the linearised gradient descent run step by step:
+    the train and test fields ``f = M_t f_0 + c_t`` with ``f_{t+1} = f_t - r Theta_{.x}
+    (f_t(x) - y)``, ``r = eta * lr_scale / n`` (mean-normalised MSE), mean ``c_t`` and
+    covariance ``M_t K M_t^T`` with the NNGP K. Deterministic (1e-9): any error in the mean
+    or the spread at any time fails, e.g. the meta-test's 5% mean error at one time."""
+    prior = MLP(d=1, width=512, depth=2, activation=activation, parameterization="ntk",
+                b_std=0.2)
+    data = regression_data(0, 8, x_test=TEST_POINTS)
+    lr, times = 0.5, (0, 3, 10, 30)
+    th = frozen_ntk.mlp_prediction(prior, data.x, data.y, data.x_test, times, lr)
+    x = np.concatenate([data.x, data.x_test])
+    n, theta, k = len(data.y), prior.ntk(x, data.x), prior.nngp(x)
+    r = lr * prior.learning_rate_scale() / n
+    m, c = np.eye(len(x)), np.zeros(len(x))
+    for t in range(times[-1] + 1):
+        if t in times:
+            i = times.index(t)
+            np.testing.assert_allclose(th.mean[i], c[n:], rtol=1e-9, atol=1e-12)
+            cov = m @ k @ m.T
+            np.testing.assert_allclose(th.cov[i], cov[n:, n:], rtol=1e-9, atol=1e-12)
+        m = m - r * theta @ m[:n]
+        c = c - r * theta @ (c[:n] - data.y)
+
+
+@pytest.mark.parametrize("activation", ["erf", "relu"])
 def test_wide_ensemble_mean_matches_frozen_ntk(activation):
     """Cheap version of acceptance (a): N = 512, S = 128, early times, |z| < 4."""
     prior = MLP(d=1, width=512, depth=1, activation=activation, parameterization="ntk",
