@@ -81,7 +81,6 @@ def test_pade_fit_recovers_coefficients_and_its_stderr():
     assert f3["second"] == pytest.approx(p - s * a, rel=1e-6)
 
 
-@pytest.mark.skipif(not SUMMARY.exists(), reason="the default study has not been run")
 def test_reweighting_reproduces_the_reported_g2_shift():
     """A reduced free-draw scan (2.56 x 10^5 draws at N = 10) reproduces the G2(0, 0) shift the
     study reports from NUTS at its largest and a middle coupling, in units of the combined
@@ -109,7 +108,6 @@ def test_reweighting_reproduces_the_reported_g2_shift():
     assert detectable[1] < 0.05  # the power statement of the docstring, at lambda = 0.25
 
 
-@pytest.mark.skipif(not SUMMARY.exists(), reason="the default study has not been run")
 def test_committed_summary_meets_the_acceptance_numbers():
     """The committed results: G2(0, 0) shifts up to 10-40 %, ESS fraction >= 0.05, NUTS and
     reweighting agree (|z| < 4 over the 90 comparisons, 15 couplings; the one coupling with
