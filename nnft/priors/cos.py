@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nnft import _validate as v
+from nnft import fastmath
 from nnft.priors import reparam as rp
 from nnft.priors.base import Prior, as_points
 from nnft.theory import correlators as th
@@ -50,7 +51,7 @@ class CosNet(Prior):
         }
 
     def apply(self, params, x):
-        return params["w1"] @ jnp.cos(params["w0"] @ x + params["b0"])
+        return params["w1"] @ fastmath.cos(params["w0"] @ x + params["b0"])
 
     def cos_modes(self, params):
         """``(a, w, b)`` with ``phi(x) = sum_i a_i cos(w_i . x + b_i)``."""
@@ -61,7 +62,7 @@ class CosNet(Prior):
 
     def readout_features(self, params, x):
         """``h_i(x) = cos(w0_i . x + b_i)``."""
-        return jnp.cos(params["w0"] @ x + params["b0"])
+        return fastmath.cos(params["w0"] @ x + params["b0"])
 
     def readout_variances(self):
         return self.sigma_w1**2 / self.width, 0.0

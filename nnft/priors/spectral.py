@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nnft import _validate as v
+from nnft import fastmath
 from nnft.priors import reparam as rp
 from nnft.priors.base import Prior, as_points
 from nnft.theory import correlators as corr
@@ -119,7 +120,7 @@ class SpectralNet(Prior):
     def apply(self, params, x):
         """Eq. (65)-(67): ``sum_i w1_i F(w0_i) cos(w0_i . x + b_i)``."""
         w0 = params["w0"]
-        return params["w1"] @ (self.amplitude(w0) * jnp.cos(w0 @ x + params["b0"]))
+        return params["w1"] @ (self.amplitude(w0) * fastmath.cos(w0 @ x + params["b0"]))
 
     def cos_modes(self, params):
         """``(a, w, b)`` with ``phi(x) = sum_i a_i cos(w_i . x + b_i)``: ``a = w1 F(w0)``."""
@@ -131,7 +132,7 @@ class SpectralNet(Prior):
     def readout_features(self, params, x):
         """``h_i(x) = F(w0_i) cos(w0_i . x + b_i)``."""
         w0 = params["w0"]
-        return self.amplitude(w0) * jnp.cos(w0 @ x + params["b0"])
+        return self.amplitude(w0) * fastmath.cos(w0 @ x + params["b0"])
 
     def readout_variances(self):
         return self.sigma_w1**2 / self.width, 0.0
