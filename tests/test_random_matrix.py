@@ -86,31 +86,68 @@ def test_spacing_coefficients_match_the_coulomb_sum():
     assert got.d_s == pytest.approx((var[0, 0] + var[-1, -1]) / (2 * (n - 1) ** 2))
 
 
-@pytest.mark.parametrize("basis", ["gradient", "x"])
-def test_spacing_drift_matches_explicit_per_sample_matrices(basis):
-    """From z, g: build Delta^X_a = z_a g_a^T + g_a z_a^T for every sample, rotate, and take
-    the mean and variance directly."""
-    rng = np.random.default_rng(2)
-    n2, n1, m = 6, 9, 500
+def _explicit_delta_x(seed=2, n2=6, n1=9, m=500):
+    """W and the per-sample updates Delta^X_a = z_a g_a^T + g_a z_a^T (m, n2, n2), built
+    one by one (eq. 4.4), with K = -E[Delta^X]."""
+    rng = np.random.default_rng(seed)
     w = rng.standard_normal((n2, n1)) / 3
     z = rng.standard_normal((m, n2))
     g = 0.2 * rng.standard_normal((m, n2)) + 0.05
-    dx = z[:, :, None] * g[:, None, :] + g[:, :, None] * z[:, None, :]  # (m, n2, n2)
-    k_mat = -dx.mean(axis=0)
+    dx = z[:, :, None] * g[:, None, :] + g[:, :, None] * z[:, None, :]
+    return w, z, g, dx, -dx.mean(axis=0)
+
+
+@pytest.mark.parametrize("basis", ["gradient", "x"])
+def test_spacing_drift_variances_match_explicit_per_sample_matrices(basis):
+    """V_S and D_S (eqs. B.7, B.9): rotate every Delta^X_a into the basis and take the
+    variance over samples directly."""
+    w, z, g, dx, k_mat = _explicit_delta_x()
     u = np.linalg.eigh(w @ w.T if basis == "x" else k_mat)[1]
     rot = np.einsum("ai,mab,bj->mij", u, dx, u)
-    var = rot.var(axis=0, ddof=1)
-    kd = -np.diagonal(rot.mean(axis=0))
-    ref = spacing_coefficients(kd, var)
+    ref = spacing_coefficients(-np.diagonal(rot.mean(axis=0)), rot.var(axis=0, ddof=1))
     got = spacing_drift(w, z, g, basis)
-    k_s = -abs(ref.k_s) if basis == "gradient" else ref.k_s
-    assert got.k_s == pytest.approx(k_s, rel=1e-9)
     assert got.v_s == pytest.approx(ref.v_s, rel=1e-9)
     assert got.d_s == pytest.approx(ref.d_s, rel=1e-9)
-    if basis == "gradient":
-        assert np.all(np.diff(kd) >= -1e-12)  # the K_i are K's eigenvalues, ascending
     with pytest.raises(ConfigError, match="basis"):
         spacing_drift(w, z, g, "eigen")
+
+
+def test_spacing_drift_x_basis_is_the_drift_of_the_spread_of_x():
+    """basis="x": K_S is dS/dt of S = (x_n - x_1) / (n - 1) (eq. 4.5) when X moves along its
+    drift, X -> X + eps K, K = -E[Delta^X]: a central finite difference of the spectrum of
+    X + eps K (X's levels are >= 0.18 apart with this seed, so x_1 and x_n are smooth in
+    eps; the O(eps^2) error is far below the tolerance)."""
+    w, z, g, _, k_mat = _explicit_delta_x()
+    x = w @ w.T
+    n, eps = len(x), 1e-4
+
+    def spread(e):
+        ev = np.linalg.eigvalsh(x + e * k_mat)
+        return (ev[-1] - ev[0]) / (n - 1)
+
+    assert np.diff(np.linalg.eigvalsh(x)).min() > 0.1
+    fd = (spread(eps) - spread(-eps)) / (2 * eps)
+    got = spacing_drift(w, z, g, "x")
+    assert abs(fd) > 1e-4  # a signal, not round-off
+    assert got.k_s == pytest.approx(fd, rel=1e-6)
+
+
+def test_spacing_drift_gradient_basis_has_the_sign_eq_4_10_needs():
+    """basis="gradient": K_S = -(lambda_max(K) - lambda_min(K)) / (n - 1) from the
+    eigenvalues of the explicit K = -E[Delta^X]. sgd-phase-diagram eq. 4.10 (with "K_S < 0
+    close to a (local) minimum") converges iff T / S <= -K_S / V_S: with this sign the
+    criterion holds at small T, with the printed sign of eq. B.9, (K_N - K_1)/(N-1) >= 0, it
+    could hold at no T > 0."""
+    w, z, g, _, k_mat = _explicit_delta_x()
+    lam = np.linalg.eigvalsh(k_mat)
+    n = len(lam)
+    got = spacing_drift(w, z, g, "gradient")
+    assert got.k_s == pytest.approx(-(lam[-1] - lam[0]) / (n - 1), rel=1e-9)
+    assert got.k_s < 0 and got.v_s > 0
+    n1 = w.shape[1]
+    cold = converged(got, 1e-6, 1.0, n, n / n1)
+    printed = converged(got._replace(k_s=-got.k_s), 1e-6, 1.0, n, n / n1)
+    assert bool(cold) and not bool(printed)
 
 
 def test_boundary_criterion_is_monotone_in_temperature():
