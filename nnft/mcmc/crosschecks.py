@@ -270,17 +270,25 @@ def fit_coupling_slope(couplings, values, stderrs, *, intercept=None, quadratic=
     return float(coef[slope_col]), float(np.sqrt(cov[slope_col, slope_col])), chi2
 
 
-def fit_coupling_pade(couplings, values, stderrs, intercept, *, numerator: int = 2) -> dict:
-    """Weighted least squares of ``G(lambda) - intercept = (s lambda + p lambda^2 [+ q
-    lambda^3]) / (1 + a lambda)``, the [m/1] Pade form with ``m = numerator`` (2 or 3): it
-    models the curvature and the saturation of a correlator at couplings where the shift
-    is tens of per cent (a polynomial in lambda does not). Returns ``slope`` = s
-    (dG/dlambda at 0) and ``second`` = p - s a (the lambda^2 Taylor coefficient, ``G''(0)
-    / 2``) with standard errors (linearised, from the Jacobian), ``params`` (s, p, [q,] a)
-    and ``chi2_per_dof``. Needs ``m + 2`` couplings or more."""
+def fit_coupling_pade(couplings, values, stderrs, intercept, *, numerator: int = 2,
+                      second_prior=None) -> dict:
+    """Weighted least squares of ``G(lambda) - intercept = (s lambda + ... + c_m lambda^m) /
+    (1 + a lambda)``, the [m/1] Pade form with ``m = numerator`` (2, 3 or 4): it models the
+    curvature and the saturation of a correlator at couplings where the shift is tens of per
+    cent (a polynomial in lambda does not). Returns ``slope`` = s (dG/dlambda at 0) and
+    ``second`` = c_2 - s a (the lambda^2 Taylor coefficient, ``G''(0) / 2``) with standard
+    errors (linearised, from the Jacobian), ``params`` (s, c_2, ..., a) and ``chi2_per_dof``.
+    Needs ``m + 2`` couplings or more.
+
+    ``second_prior = (c2, c2_err)``: an independent measurement of the lambda^2 coefficient
+    (e.g. ``kappa_0(G, S, S) / 2`` from free draws) enters as one more residual,
+    ``(second - c2) / c2_err``, so its error propagates into ``slope_err`` and a wrong c2
+    raises ``chi2_per_dof`` (dof counts it as a datum). Then also ``prior_pull`` (that
+    residual at the optimum) and ``slope_per_prior`` (d slope / d c2, for correlations of c2
+    with other quantities)."""
     from scipy.optimize import least_squares
 
-    v.choice("numerator", numerator, (2, 3))
+    v.choice("numerator", numerator, (2, 3, 4))
     lam = np.asarray(couplings, dtype=np.float64)
     err = np.asarray(stderrs, dtype=np.float64)
     y = np.asarray(values, dtype=np.float64) - float(intercept)
@@ -288,37 +296,52 @@ def fit_coupling_pade(couplings, values, stderrs, intercept, *, numerator: int =
               "couplings", list(lam), f"needs >= {numerator + 2} couplings, one value and "
               "stderr each")
     v.require(bool(np.all(err > 0)), "stderrs", list(err), "must be positive")
+    if second_prior is not None:
+        c2, c2_err = (float(x) for x in second_prior)
+        v.require(c2_err > 0, "second_prior", second_prior, "(value, stderr > 0)")
     powers = np.stack([lam**k for k in range(1, numerator + 1)], axis=1)
-    # start from the linearised problem y (1 + a lam) = s lam + p lam^2 (+ q lam^3)
-    lin = np.concatenate([powers, -(lam * y)[:, None]], axis=1) / err[:, None]
-    start, *_ = np.linalg.lstsq(lin, y / err, rcond=None)
+    grad = np.zeros(numerator + 1)  # d(second)/d(s, c_2, ..., a) is (-a, 1, 0.., -s)
 
     def model(q):
         return powers @ q[:-1] / (1.0 + q[-1] * lam)
 
     def resid(q):
-        return (model(q) - y) / err
+        r = (model(q) - y) / err
+        if second_prior is None:
+            return r
+        return np.append(r, (q[1] - q[0] * q[-1] - c2) / c2_err)
 
     def jac(q):
         den = (1.0 + q[-1] * lam)[:, None]
-        return np.concatenate([powers / den, -(lam * model(q))[:, None] / den],
-                              axis=1) / err[:, None]
+        j = np.concatenate([powers / den, -(lam * model(q))[:, None] / den], axis=1) / err[:, None]
+        if second_prior is None:
+            return j
+        grad[0], grad[1], grad[-1] = -q[-1], 1.0, -q[0]
+        return np.concatenate([j, grad[None, :] / c2_err], axis=0)
 
-    starts = [start]
-    if numerator == 3:  # the [3/1] fit can fall into a local minimum: also start at [2/1]
-        lower = fit_coupling_pade(lam, y, err, 0.0, numerator=2)["params"]
-        starts.append(np.array([lower[0], lower[1], 0.0, lower[2]]))
+    # start from the linearised problem y (1 + a lam) = s lam + ... + c_m lam^m
+    lin = np.concatenate([powers, -(lam * y)[:, None]], axis=1) / err[:, None]
+    starts = [np.linalg.lstsq(lin, y / err, rcond=None)[0]]
+    if numerator > 2:  # the [m/1] fit can fall into a local minimum: also start at [m-1/1]
+        lower = fit_coupling_pade(lam, y, err, 0.0, numerator=numerator - 1)["params"]
+        starts.append(np.array([*lower[:-1], 0.0, lower[-1]]))
+    if second_prior is not None:  # and at the unconstrained optimum
+        starts.append(np.asarray(fit_coupling_pade(lam, y, err, 0.0,
+                                                   numerator=numerator)["params"]))
     fits = [least_squares(resid, x0, jac=jac, method="lm", xtol=1e-14, ftol=1e-14)
             for x0 in starts]
     q = min(fits, key=lambda f: f.cost).x
     cov = np.linalg.pinv(jac(q).T @ jac(q))
-    grad = np.zeros(len(q))
-    grad[0], grad[1], grad[-1] = -q[-1], 1.0, -q[0]  # d(p - s a)/d(s, p, ..., a)
-    dof = len(lam) - len(q)
-    return {"slope": float(q[0]), "slope_err": float(np.sqrt(cov[0, 0])),
-            "second": float(q[1] - q[0] * q[-1]), "second_err": float(np.sqrt(grad @ cov @ grad)),
-            "params": [float(x) for x in q],
-            "chi2_per_dof": float(np.sum(resid(q) ** 2) / dof) if dof > 0 else math.nan}
+    grad[0], grad[1], grad[-1] = -q[-1], 1.0, -q[0]
+    dof = len(resid(q)) - len(q)
+    out = {"slope": float(q[0]), "slope_err": float(np.sqrt(cov[0, 0])),
+           "second": float(q[1] - q[0] * q[-1]), "second_err": float(np.sqrt(grad @ cov @ grad)),
+           "params": [float(x) for x in q],
+           "chi2_per_dof": float(np.sum(resid(q) ** 2) / dof) if dof > 0 else math.nan}
+    if second_prior is not None:  # Gauss-Newton: d q / d c2 = cov grad / c2_err^2
+        out.update(second_prior=[c2, c2_err], prior_pull=float(resid(q)[-1]),
+                   slope_per_prior=float((cov @ grad)[0] / c2_err**2))
+    return out
 
 
 def crosscheck_table(name: str, nuts: Estimate, checks: FreeDrawChecks | None,

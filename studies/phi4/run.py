@@ -18,7 +18,10 @@ delete OUT to start over. Stages, all through nnft's public modules:
 4. the NUTS points fitted by the [3/1] Pade form
    ``(s lambda + p lambda^2 + q lambda^3)/(1 + a lambda)``
    (``nnft.mcmc.crosschecks.fit_coupling_pade``), its slope against finite- and
-   infinite-N PT, its lambda^2 coefficient against the free-draw second order;
+   infinite-N PT, its lambda^2 coefficient against the free-draw second order; and by the
+   [4/1] form with that coefficient constrained by the free-draw second order and its
+   error (``phi4_analysis.constrained_slopes``; ``--from-summary`` redoes these fits,
+   the tables and figures from ``RESULTS/summary.json`` alone);
 5. finite-N minus infinite-N first-order slopes over widths (``--pt-widths``).
 
 Writes ``RESULTS/summary.json`` (every number of the README), ``RESULTS/tables.md`` and
@@ -108,9 +111,10 @@ def run_width(width: int, couplings, args) -> dict:
               f"{max(abs(v['z_nuts_vs_reweighted']) for v in row['entries'].values()):.2f}"
               f"  ({row['seconds']:.0f} s)", flush=True)
     slopes = an.slope_table(couplings, rows, checks, exact, slope_inf)
+    reps = repeats(width, couplings, rows, checks, exact, slope_inf, args)
+    an.constrained_slopes(couplings, rows, slopes, reps)
     return {"width": width, "couplings": list(couplings), "rows": rows, "slopes": slopes,
-            "free_draws": args.free_draws,
-            "repeats": repeats(width, couplings, rows, checks, exact, slope_inf, args),
+            "free_draws": args.free_draws, "repeats": reps,
             "mcmc": {k: rows[0]["config"][k] for k in ("chains", "warmup", "samples")},
             "_checks": checks, "_slope_inf": slope_inf}
 
@@ -187,6 +191,14 @@ def plot_slopes(study: dict, path: Path) -> None:
                 alpha=0.6, label="[3/1] Pade fit of NUTS")
         ax.errorbar([0.0], [s], yerr=[sl["nuts_fit"]["slope_err"]], fmt="D", color="C0", ms=4,
                     capsize=3)
+        if "constrained" in sl:
+            c = sl["constrained"]
+            *num, a = c["nuts_fit"]["params"]
+            ax.plot(grid, sum(k * grid**i for i, k in enumerate(num)) / (1 + a * grid), "-.",
+                    color="k", lw=1,
+                    label=f"[{len(num)}/1] Pade fit of NUTS, G''/2 from free draws")
+            ax.errorbar([-0.004], [c["nuts_fit"]["slope"]], yerr=[c["slope_err"]], fmt="D",
+                        color="k", ms=4, capsize=3)
         ax.errorbar([0.0], [sl["pt_finite_N"]], yerr=[sl["pt_finite_N_err"]], fmt="*",
                     color="C2", ms=9, label="1st-order slope, finite N")
         ax.plot([0.0], [sl["pt_infinite_N"]], "x", color="C3", ms=9, mew=2,
@@ -237,6 +249,7 @@ def tables(study: dict) -> str:
                 f"{s['second_order_free_draws']:.1f} ± {s['second_order_free_draws_err']:.1f} | "
                 f"{s['z_second_nuts_vs_free']:+.2f} | {s['z21_nuts_vs_finite_N']:+.2f} | "
                 f"{s['z21_rw_fit_vs_finite_N']:+.2f} |")
+    lines += [""] + an.constrained_table(study)
     if "pt_convergence" in study:
         conv = study["pt_convergence"]
         lines += ["", "| entry | " + " | ".join(f"N = {n}" for n in conv["widths"])
@@ -295,7 +308,35 @@ def headline(study: dict) -> dict:
                 for v in slopes),
             "pade31_rw_fit_z_range": [min(v["z_rw_fit_vs_finite_N"] for v in slopes),
                                       max(v["z_rw_fit_vs_finite_N"] for v in slopes)]}
+        out[str(res["width"])].update(an.constrained_headline(res["slopes"]))
     return out
+
+
+def reanalyse(results: Path) -> dict:
+    """The curvature-constrained slope fits on a written ``summary.json`` (its rows and slopes
+    hold what they use), without the NUTS runs or free draws; the rest is kept as stored."""
+    study = json.loads((results / "summary.json").read_text())
+    for res in study["widths"]:
+        an.constrained_slopes(res["couplings"], res["rows"], res["slopes"], res["repeats"])
+    study["reanalysed_from_summary"] = True
+    return study
+
+
+def write_outputs(study: dict, results: Path, t0: float) -> None:
+    """headline, summary.json, tables.md and the two figures."""
+    study["headline"] = headline(study)
+    # wall time of this invocation (a resumed study reuses cached runs: see rows' seconds)
+    study["seconds_this_invocation"] = time.perf_counter() - t0
+    write_json(study, results / "summary.json")
+    text = tables(study)
+    from nnft.engine.files import atomic_write_bytes
+
+    atomic_write_bytes(results / "tables.md", text.encode())
+    plot(study, results / "phi4_coupling_scan.png")
+    plot_slopes(study, results / "phi4_slopes.png")
+    print("\n" + text)
+    print(f"wrote {results}/summary.json, tables.md, phi4_coupling_scan.png, "
+          f"phi4_slopes.png in {study['seconds_this_invocation']:.0f} s")
 
 
 def main(argv=None) -> dict:
@@ -309,6 +350,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--widths", type=int, nargs="+", default=None)
     ap.add_argument("--pt-widths", type=int, nargs="*", default=None,
                     help="widths of the finite-N first-order slopes (default 10 30 100 300)")
+    ap.add_argument("--from-summary", action="store_true",
+                    help="redo the slope fits, tables and figures from RESULTS/summary.json "
+                         "only (no NUTS runs or free draws needed)")
     args = ap.parse_args(argv)
     args.out = args.out or Path("runs/phi4-reduced" if args.reduced else "runs/phi4-study")
     args.results = args.results or (args.out / "results" if args.reduced else HERE / "results")
@@ -318,6 +362,10 @@ def main(argv=None) -> dict:
     args.free_draws = 64 * 2000 if args.reduced else 2_000_000
     args.results.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    if args.from_summary:
+        study = reanalyse(args.results)
+        write_outputs(study, args.results, t0)
+        return study
     study = {"box": [-1.0, 1.0], "nodes": NODES, "points": an.POINTS.tolist(),
              "reduced": args.reduced,
              "scan": scan(widths, 64 * 500 if args.reduced else 200_000, args.out),
@@ -336,19 +384,7 @@ def main(argv=None) -> dict:
         study["pt_convergence"] = an.pt_convergence({n: per[n] for n in pt_widths})
     for r in study["widths"]:
         del r["_checks"], r["_slope_inf"]
-    study["headline"] = headline(study)
-    # wall time of this invocation (a resumed study reuses cached runs: see rows' seconds)
-    study["seconds_this_invocation"] = time.perf_counter() - t0
-    write_json(study, args.results / "summary.json")
-    text = tables(study)
-    from nnft.engine.files import atomic_write_bytes
-
-    atomic_write_bytes(args.results / "tables.md", text.encode())
-    plot(study, args.results / "phi4_coupling_scan.png")
-    plot_slopes(study, args.results / "phi4_slopes.png")
-    print("\n" + text)
-    print(f"wrote {args.results}/summary.json, tables.md, phi4_coupling_scan.png, "
-          f"phi4_slopes.png in {study['seconds_this_invocation']:.0f} s")
+    write_outputs(study, args.results, t0)
     return study
 
 
