@@ -111,6 +111,16 @@ def _inject(name: str) -> None:
                          + ", ".join(INJECTIONS))
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pyproject.toml): one worker per core, at most 4. Most of a test's time
+    is XLA compilation, which runs on one core; each worker also holds its own JAX
+    runtime (~0.5-2 GiB), so more than 4 buys little and costs memory."""
+    import os
+
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1))
+
+
 def pytest_configure(config):
     import os
 
