@@ -79,8 +79,11 @@ def test_nuts_agrees_with_importance_reweighting(interacting):
     # the coupling moves G2 by many standard errors: the comparison can fail
     free = PRIOR.g2(POINTS)
     assert np.min(np.abs(corr.full[2].value - free) / corr.full[2].stderr) > 8
+    # a divergent transition is a rare event here (seeds 2-4: 1, 0, 0 with the polynomial cos
+    # and 0, 0, 1 with XLA's, in 20,000 draws each); a broken gradient or step size gives
+    # hundreds
     diag = diagnostics(res)
-    assert diag["divergences"] == 0 and diag["rhat_max"] < 1.01
+    assert diag["divergences"] <= 5 and diag["rhat_max"] < 1.01
 
 
 @pytest.mark.slow  # 30 s: the numpyro cross-check (also exercised by benchmarks/phi4_hmc.py)
