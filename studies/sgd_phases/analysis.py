@@ -181,15 +181,18 @@ def teacher_quantities(n_teachers: int = 100, seed: int = 0, teacher_var: float 
         q.append(float(np.mean(np.sum(t["a_test"] ** 2, axis=1)) / ts.N1))
         z = np.einsum("esij,nj->esni", w0[i], t["a_test"])  # (E, S, n, 16)
         zvar.append(np.mean(z**2, axis=(0, 2, 3)))  # per sigma_W
-    zvar = np.mean(zvar, axis=0)
     q_mean = float(np.mean(q))
+    ratios = np.asarray(zvar) / (q_mean * grid.sigma_w**2)  # (teachers, sigma_w)
+    zvar = np.mean(zvar, axis=0)
     return {"alignment": {"mean": float(np.mean(al)), "sd": float(np.std(al, ddof=1)),
                           "stderr": float(np.std(al, ddof=1) / math.sqrt(len(al))),
                           "n_teachers": n_teachers},
             "q": {"mean": q_mean, "stderr": float(np.std(q, ddof=1) / math.sqrt(len(q)))},
             "sigma_z2_measured": {"sigma_w": grid.sigma_w.tolist(), "sigma_z2": zvar.tolist(),
                                   "ratio_to_q_sigma_w2": (zvar / (q_mean * grid.sigma_w**2))
-                                  .tolist()}}
+                                  .tolist(),
+                                  "ratio_stderr": (np.std(ratios, axis=0, ddof=1)
+                                                   / math.sqrt(n_teachers)).tolist()}}
 
 
 def symmetry_breaking(tq: dict) -> dict:
