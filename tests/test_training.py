@@ -152,20 +152,20 @@ def test_wide_ensemble_mean_matches_frozen_ntk(activation):
     ds = train_ensemble(prior, data, cfg).dataset
     z = (ds["G1"] - ds["theory_mean"]) / ds["G1_stderr"]
     assert np.all(np.abs(z.values[1:]) < 4), z.values
-    # the ensemble spread follows the frozen-NTK covariance too: a standard deviation from
-    # S = 128 models has relative stderr 1/sqrt(2(S - 1)) = 6.3%, so this detects only a ~33%
-    # error (probability 0.9); the per-model linear evolution, exact to 2e-4 in the test
-    # above, is what checks the frozen-kernel map with power
-    n_models = ds.sizes["model"]
-    sd = ds["f"].std("model", ddof=1).values[1:]
-    rel = 1 / math.sqrt(2 * (n_models - 1))
-    z_sd = (sd / ds["theory_std"].values[1:] - 1) / rel
-    if activation == "relu":
-        # measured: the relu spread exceeds the frozen-NTK std by up to 28% (z = 4.4 at
-        # t = 3; the earlier rtol = 0.3 hid it). Not yet explained (candidate: the
-        # fluctuations of the finite-width NTK, absent from the frozen-kernel covariance);
-        # recorded, not asserted, until it is
-        return
+    # the ensemble spread follows the frozen-NTK covariance too. The standard error of a
+    # standard deviation s from S models is sqrt((kurtosis - (S-3)/(S-1)) / S) / 2 relative
+    # (delta method); the Gaussian 1/sqrt(2(S-1)) = 6.3% is too small for relu, whose
+    # kurtosis here reaches 4.4 (rel. stderr 5-8%): with it relu's largest excess (+28% at
+    # t = 3 for this seed; other seeds +7..+15%, and 0.95..1.12 with S = 512) was a
+    # 4.4-"sigma" outlier, with the right error it is 3.6. This detects only a ~40% error in
+    # the spread (probability 0.9); the per-model linear evolution, exact to 2e-4 in the
+    # test above, is what checks the frozen-kernel map with power
+    f = ds["f"].values[1:]
+    n_models = f.shape[1]
+    c = f - f.mean(axis=1, keepdims=True)
+    kurt = np.mean(c**4, axis=1) / np.mean(c**2, axis=1) ** 2
+    rel = np.sqrt((kurt - (n_models - 3) / (n_models - 1)) / n_models) / 2
+    z_sd = (f.std(axis=1, ddof=1) / ds["theory_std"].values[1:] - 1) / rel
     assert np.all(np.abs(z_sd) < 4), z_sd
 
 
