@@ -13,7 +13,9 @@ interleaved rounds (medians). Per width, networks/s of:
 - ``sample_evaluate`` with ``jax.random.key(0, impl="rbg")`` and ``"unsafe_rbg"`` keys
   instead of threefry (these would change what the random numbers are for a given seed);
 - ``numpy_normals`` / ``numpy_network``: NumPy's ziggurat normals and a whole network
-  (draw and evaluate, float32), one network at a time.
+  (draw and evaluate, float32), one network at a time;
+- ``cos``: ns per float32 element of XLA's cos, ``nnft.fastmath.cos`` and NumPy's, with
+  their largest errors against the float64 cosine.
 
 Results go to ``benchmarks/results/sampling_breakdown.json`` (atomic).
 """
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import metadata  # noqa: E402
 from ensemble import engine_step, interleaved  # noqa: E402
 
+from nnft import fastmath  # noqa: E402
 from nnft.priors.base import fields  # noqa: E402
 from nnft.priors.cos import CosNet  # noqa: E402
 from nnft.results import write_json  # noqa: E402
@@ -81,6 +84,23 @@ def _numpy(prior, n, whole):
     return call
 
 
+def _cosines(n: int = 2**23) -> dict:
+    """ns per float32 element of XLA's ``jnp.cos``, ``nnft.fastmath.cos`` and NumPy's
+    ``np.cos`` on the same ``n`` arguments (N(0, 9)), interleaved."""
+    x = jax.random.normal(jax.random.key(0), (n,), jnp.float32) * 3
+    xn = np.asarray(x)
+    xla, poly = jax.jit(jnp.cos), jax.jit(fastmath.cos)
+    calls = {"xla": lambda: xla(x).block_until_ready(),
+             "fastmath": lambda: poly(x).block_until_ready(), "numpy": lambda: np.cos(xn)}
+    times = interleaved(calls, 5, 0.3)
+    ns = {k: 1e9 * float(np.median(v)) / n for k, v in times.items()}
+    exact = np.cos(xn.astype(np.float64))
+    err = {k: float(np.max(np.abs(np.asarray(f(), np.float64) - exact))) for k, f in
+           (("xla", lambda: xla(x)), ("fastmath", lambda: poly(x)), ("numpy", lambda: np.cos(xn)))}
+    return {"n": n, "ns_per_element": ns, "max_abs_error": err,
+            "xla_vs_fastmath": ns["xla"] / ns["fastmath"]}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=OUT)
@@ -117,6 +137,9 @@ def main(argv=None) -> dict:
         }
         print(f"width {width}: " + ", ".join(f"{k} {v:.2f} us" for k, v in per_net.items()),
               flush=True)
+    out["cos"] = _cosines()
+    print("cos, ns per element: " + ", ".join(f"{k} {v:.2f}" for k, v in
+                                               out["cos"]["ns_per_element"].items()), flush=True)
     out["meta"]["benchmark_seconds"] = time.perf_counter() - t0
     write_json(out, args.out)
     print(f"wrote {args.out}")

@@ -1,8 +1,9 @@
 """A vectorisable float32 cosine for the cos-feature priors (Cos-net, spectral nets).
 
-XLA's CPU ``cos`` costs about 4 ns per float32 element against NumPy's 1 ns
-(``benchmarks/results/sampling_breakdown.json``), and at width 1000 it is most of a
-Cos-net ensemble's time. :func:`cos` is plain arithmetic that XLA fuses and vectorises:
+XLA's CPU ``cos`` costs 6.1 ns per float32 element against NumPy's 1.4 ns
+(``benchmarks/results/sampling_breakdown.json``, ``cos``), and at width 1000 it was most of
+a Cos-net ensemble's time. :func:`cos` is plain arithmetic that XLA fuses and vectorises
+(1.3 ns there):
 
 - half-period reduction ``x = n pi + r``, ``|r| <= pi / 2``, with ``pi`` split in three
   float32 parts (Cody-Waite; the first, 3.140625, has 8 significant bits, so ``n * C1`` is
