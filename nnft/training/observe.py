@@ -56,7 +56,9 @@ def make_observer(prior: Prior, data, config, loss_fn, dtype):
             out["test_loss"] = jnp.mean(loss_fn(f_test, y_test[None]), axis=1)
         if config.ntk:
             theta = batched_empirical_ntk(prior.apply, params, probe)
-            st = spectrum_stats(theta)
+            # on a CPU the eigenvalues come from the host (LAPACK): two concurrent batched
+            # XLA eigh calls deadlocked jaxlib 0.10 on 2 cores (nnft.ntk.spectrum_stats)
+            st = spectrum_stats(theta, host_eigensolver=jax.default_backend() == "cpu")
             out.update(ntk=theta, ntk_eigenvalues=st.eigenvalues, ntk_trace=st.trace,
                        ntk_entropy=st.entropy, ntk_effective_rank=st.effective_rank)
         for layer in config.singular_values:
