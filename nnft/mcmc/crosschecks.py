@@ -270,6 +270,21 @@ def fit_coupling_slope(couplings, values, stderrs, *, intercept=None, quadratic=
     return float(coef[slope_col]), float(np.sqrt(cov[slope_col, slope_col])), chi2
 
 
+def pade_shift(params, couplings) -> np.ndarray:
+    """The [m/1] Pade form of :func:`fit_coupling_pade`, ``(c_1 lambda + ... + c_m lambda^m)
+    / (1 + a lambda)``, at ``couplings``; ``params = (c_1, ..., c_m, a)``."""
+    *num, a = (float(x) for x in params)
+    lam = np.asarray(couplings, dtype=np.float64)
+    return sum(c * lam ** (k + 1) for k, c in enumerate(num)) / (1.0 + a * lam)
+
+
+def _second_grad(q) -> np.ndarray:
+    """d(second)/d(c_1, c_2, ..., a) of ``second = c_2 - c_1 a``: (-a, 1, 0, ..., -c_1)."""
+    grad = np.zeros(len(q))
+    grad[0], grad[1], grad[-1] = -q[-1], 1.0, -q[0]
+    return grad
+
+
 def fit_coupling_pade(couplings, values, stderrs, intercept, *, numerator: int = 2,
                       second_prior=None) -> dict:
     """Weighted least squares of ``G(lambda) - intercept = (s lambda + ... + c_m lambda^m) /
@@ -300,10 +315,9 @@ def fit_coupling_pade(couplings, values, stderrs, intercept, *, numerator: int =
         c2, c2_err = (float(x) for x in second_prior)
         v.require(c2_err > 0, "second_prior", second_prior, "(value, stderr > 0)")
     powers = np.stack([lam**k for k in range(1, numerator + 1)], axis=1)
-    grad = np.zeros(numerator + 1)  # d(second)/d(s, c_2, ..., a) is (-a, 1, 0.., -s)
 
     def model(q):
-        return powers @ q[:-1] / (1.0 + q[-1] * lam)
+        return pade_shift(q, lam)
 
     def resid(q):
         r = (model(q) - y) / err
@@ -316,8 +330,7 @@ def fit_coupling_pade(couplings, values, stderrs, intercept, *, numerator: int =
         j = np.concatenate([powers / den, -(lam * model(q))[:, None] / den], axis=1) / err[:, None]
         if second_prior is None:
             return j
-        grad[0], grad[1], grad[-1] = -q[-1], 1.0, -q[0]
-        return np.concatenate([j, grad[None, :] / c2_err], axis=0)
+        return np.concatenate([j, _second_grad(q)[None, :] / c2_err], axis=0)
 
     # start from the linearised problem y (1 + a lam) = s lam + ... + c_m lam^m
     lin = np.concatenate([powers, -(lam * y)[:, None]], axis=1) / err[:, None]
@@ -332,7 +345,7 @@ def fit_coupling_pade(couplings, values, stderrs, intercept, *, numerator: int =
             for x0 in starts]
     q = min(fits, key=lambda f: f.cost).x
     cov = np.linalg.pinv(jac(q).T @ jac(q))
-    grad[0], grad[1], grad[-1] = -q[-1], 1.0, -q[0]
+    grad = _second_grad(q)
     dof = len(resid(q)) - len(q)
     out = {"slope": float(q[0]), "slope_err": float(np.sqrt(cov[0, 0])),
            "second": float(q[1] - q[0] * q[-1]), "second_err": float(np.sqrt(grad @ cov @ grad)),

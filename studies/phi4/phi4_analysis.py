@@ -11,7 +11,7 @@ from phi4_grid import POINTS, prior_at, unit_interaction
 
 from nnft.interaction import perturbation_infinite_n
 from nnft.mcmc import chain_correlators, diagnostics, free_draw_crosschecks
-from nnft.mcmc.crosschecks import fit_coupling_pade
+from nnft.mcmc.crosschecks import fit_coupling_pade, pade_shift
 from nnft.results import write_json
 
 G2_ENTRIES = ((0, 0), (0, 1), (0, 3), (2, 3))
@@ -210,12 +210,11 @@ def _bootstrap_slope_spread(couplings, fit: dict, pts, n: int = 200, seed: int =
     lam = np.asarray(couplings, dtype=np.float64)
     err = np.array([p["nuts_err"] for p in pts])
     g0 = pts[0]["free_exact"]
-    *num, a = fit["params"]
-    mean = g0 + sum(c * lam ** (i + 1) for i, c in enumerate(num)) / (1 + a * lam)
+    mean = g0 + pade_shift(fit["params"], lam)
     c2_err = fit["second_prior"][1]
     rng = np.random.default_rng(seed)
     slopes = [fit_coupling_pade(lam, mean + err * rng.standard_normal(lam.shape), err, g0,
-                                numerator=len(num),
+                                numerator=len(fit["params"]) - 1,
                                 second_prior=(fit["second"] + c2_err * rng.standard_normal(),
                                               c2_err))["slope"] for _ in range(n)]
     return float(np.std(slopes))

@@ -41,6 +41,7 @@ import numpy as np
 import phi4_analysis as an
 from phi4_grid import COUPLINGS, NODES, REPEATS, nuts_config, nuts_run, prior_at, run_dir
 
+from nnft.mcmc.crosschecks import pade_shift
 from nnft.results import write_json
 
 HERE = Path(__file__).resolve().parent
@@ -140,8 +141,7 @@ def plot(study: dict, path: Path) -> None:
             ax.errorbar(lams * 1.02, [p["reweighted"] for p in pts],
                         yerr=[p["reweighted_err"] for p in pts], fmt="s", ms=3, capsize=3,
                         mfc="none", label="reweighted free draws")
-            s, p2, p3, a = sl["nuts_fit"]["params"]
-            ax.plot(grid, g0 + (s * grid + p2 * grid**2 + p3 * grid**3) / (1 + a * grid), "-",
+            ax.plot(grid, g0 + pade_shift(sl["nuts_fit"]["params"], grid), "-",
                     lw=1, color="C0", alpha=0.6, label="[3/1] Pade fit of NUTS")
             ax.plot(grid, g0 + sl["pt_finite_N"] * grid, "-", color="C2",
                     label="1st order, finite N")
@@ -186,17 +186,16 @@ def plot_slopes(study: dict, path: Path) -> None:
         ax.errorbar(lams * 1.02, [(p["reweighted"] - g0) / lam for p, lam in zip(pts, lams)],
                     yerr=[p["reweighted_err"] / lam for p, lam in zip(pts, lams)], fmt="s",
                     ms=3, capsize=3, mfc="none", label="reweighted free draws")
-        s, p2, p3, a = sl["nuts_fit"]["params"]
-        ax.plot(grid, (s + p2 * grid + p3 * grid**2) / (1 + a * grid), "-", color="C0",
+        s = sl["nuts_fit"]["params"][0]
+        ax.plot(grid, pade_shift(sl["nuts_fit"]["params"], grid) / grid, "-", color="C0",
                 alpha=0.6, label="[3/1] Pade fit of NUTS")
         ax.errorbar([0.0], [s], yerr=[sl["nuts_fit"]["slope_err"]], fmt="D", color="C0", ms=4,
                     capsize=3)
         if "constrained" in sl:
             c = sl["constrained"]
-            *num, a = c["nuts_fit"]["params"]
-            ax.plot(grid, sum(k * grid**i for i, k in enumerate(num)) / (1 + a * grid), "-.",
-                    color="k", lw=1,
-                    label=f"[{len(num)}/1] Pade fit of NUTS, G''/2 from free draws")
+            ax.plot(grid, pade_shift(c["nuts_fit"]["params"], grid) / grid, "-.",
+                    color="k", lw=1, label=f"[{len(c['nuts_fit']['params']) - 1}/1] Pade fit of "
+                    "NUTS, G''/2 from free draws")
             ax.errorbar([-0.004], [c["nuts_fit"]["slope"]], yerr=[c["slope_err"]], fmt="D",
                         color="k", ms=4, capsize=3)
         ax.errorbar([0.0], [sl["pt_finite_N"]], yerr=[sl["pt_finite_N_err"]], fmt="*",
