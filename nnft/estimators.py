@@ -16,7 +16,11 @@ pairs ``a <= b`` and ``M3`` over triples ``a <= b <= c``,
     m3 ~ F^T M2,  m4 ~ M2^T M2,  m5 ~ M2^T M3,  m6 ~ M3^T M3,
 
 which for P = 8 is 14,400 products per sample for the six-point function
-instead of 262,144. All sums are float64 (fields may be float32).
+instead of 262,144. Orders 1-4 come together, as the blocks of one Gram matrix
+``Z^T Z`` of ``Z = [1, M1, M2]`` (the row of ones carries the mask and gives the
+first moments), and on a CPU the rows are summed tile by tile so that a tile's
+monomials are still in cache when its GEMM reads them. All sums are float64
+(fields may be float32).
 """
 
 from __future__ import annotations
@@ -155,7 +159,6 @@ def moment_estimator(n_points: int, max_order: int = 4, n_batches: int = 64, *,
     if n_batches < 2:
         raise ValueError(f"n_batches: got {n_batches}; must be >= 2 for error bars")
     layout = _Layout(n_points)
-    max_k = min(3, max_order)
     sizes = {0: 1, 1: n_points, 2: len(layout.pairs), 3: len(layout.triples)}
 
     lead = () if n_channels is None else (n_channels,)
@@ -174,25 +177,27 @@ def moment_estimator(n_points: int, max_order: int = 4, n_batches: int = 64, *,
         """Add samples ``fields`` ``(..., B, P)``; ``mask`` (..., B) drops rows (False),
         ``weights`` (..., B), or ``(C, ..., B)`` with channels, weights them."""
         f = fields.astype(jnp.float64).reshape(-1, n_batches, n_points)
+        rows = f.shape[0]
         valid = None if mask is None else mask.reshape(-1, n_batches)
         if valid is not None:  # zero the dropped rows (they may hold inf or nan)
             f = jnp.where(valid[..., None], f, 0.0)
-        mono = _products(jnp.transpose(f, (1, 2, 0)), layout, max_k)
+        ones = (jnp.ones((n_batches, rows), jnp.float64) if valid is None
+                else jnp.transpose(valid).astype(jnp.float64))
         if weights is None and n_channels is None:
-            new = [s + _increment(mono, layout, o, None) for o, s in
-                   zip(range(1, max_order + 1), state.sums)]
-            wsum = (jnp.full((n_batches,), f.shape[0], jnp.float64) if valid is None
+            wt = None
+            wsum = (jnp.full((n_batches,), rows, jnp.float64) if valid is None
                     else jnp.sum(valid, axis=0, dtype=jnp.float64))
-            return MomentState(state.count + wsum, tuple(new), state.count2 + wsum)
-        w = jnp.ones((*lead, *f.shape[:2]), jnp.float64) if weights is None else \
-            weights.astype(jnp.float64).reshape(*lead, -1, n_batches)
-        if valid is not None:
-            w = jnp.where(valid, w, 0.0)
-        wt = jnp.swapaxes(w, -1, -2)  # (..., B, R)
-        new = [s + _increment(mono, layout, o, wt) for o, s in
-               zip(range(1, max_order + 1), state.sums)]
-        return MomentState(state.count + jnp.sum(w, axis=-2), tuple(new),
-                           state.count2 + jnp.sum(w * w, axis=-2))
+            wsum2 = wsum
+        else:
+            w = jnp.ones((*lead, rows, n_batches), jnp.float64) if weights is None else \
+                weights.astype(jnp.float64).reshape(*lead, -1, n_batches)
+            if valid is not None:
+                w = jnp.where(valid, w, 0.0)
+            wt = jnp.swapaxes(w, -1, -2)  # (..., B, R)
+            wsum, wsum2 = jnp.sum(w, axis=-2), jnp.sum(w * w, axis=-2)
+        inc = _tiled_sums(jnp.transpose(f, (1, 2, 0)), ones, wt, layout, max_order)
+        return MomentState(state.count + wsum, tuple(s + d for s, d in zip(state.sums, inc)),
+                           state.count2 + wsum2)
 
     def finalize(state: MomentState, keep_replicates: bool = False) -> Correlators:
         return _finalize(state, layout, max_order, keep_replicates)
@@ -207,24 +212,81 @@ def _jitted_update(n_points: int, max_order: int, n_batches: int, n_channels: in
     return jax.jit(est.update, donate_argnums=0)
 
 
-def _increment(mono: dict, layout: _Layout, order: int, w: jax.Array | None) -> jax.Array:
-    """The sums of order ``order`` over rows of the monomials ``(B, n_k, R)``: unweighted
-    ``(B, ...)``, or weighted by ``w`` ``(..., B, R)`` (leading channel axes kept)."""
-    ka, kb = layout.split(order)
-    if w is None:
-        if ka == 0:
-            return jnp.sum(mono[kb], axis=-1)
-        if ka == kb:
-            return jnp.einsum("bir,bjr->bij", mono[ka], mono[kb])
-        # orders 3 and 5 (ka < kb): XLA's CPU GEMM is 2-3x slower when the output's row
-        # count is the short side (8 x 36 at P = 8); form the (kb, ka) product and transpose
-        # it after a barrier that keeps layout assignment from undoing the swap
-        # (benchmarks/results/ensemble.json; the sums are the same float64 products)
-        out = jnp.einsum("bjr,bir->bji", mono[kb], mono[ka])
-        return jnp.swapaxes(jax.lax.optimization_barrier(out), -1, -2)
-    if ka == 0:
-        return jnp.einsum("...br,bir->...bi", w, mono[kb])
-    return jnp.einsum("...br,bir,bjr->...bij", w, mono[ka], mono[kb])
+#: Rows per tile on a CPU: a tile's monomials (45 float64 per row at order 4) stay in cache
+#: between their products and the GEMM that sums them (at 65,536 rows the whole chunk's
+#: did not, and the order-4 update took 1.7x as long: benchmarks/results/ensemble.json).
+CPU_TILE_ROWS = 8192
+
+
+def _batches_per_tile(n_batches: int, rows: int) -> int:
+    """Batches summed together in one tile: all of them off the CPU (one batched GEMM keeps
+    an accelerator busy), else the largest divisor of ``n_batches`` within ``CPU_TILE_ROWS``."""
+    if jax.default_backend() != "cpu":
+        return n_batches
+    g = max(1, min(n_batches, CPU_TILE_ROWS // max(rows, 1)))
+    while n_batches % g:
+        g -= 1
+    return g
+
+
+def _tiled_sums(f: jax.Array, ones: jax.Array, w: jax.Array | None, layout: _Layout,
+                max_order: int) -> list:
+    """The compact sums of orders 1..max_order over the rows of ``f`` ``(B, P, R)``, per
+    batch: ``(..., B, ...)``, tile by tile over the batches (see ``_batches_per_tile``).
+    ``ones`` ``(B, R)`` is 1 on the valid rows, ``w`` ``(..., B, R)`` the weights or None."""
+    n_batches, _, rows = f.shape
+    g = _batches_per_tile(n_batches, rows)
+    if g == n_batches:
+        return _sums(f, ones, w, layout, max_order)
+    n_tiles = n_batches // g
+    lead = 0 if w is None else w.ndim - 2
+    xs = (f.reshape(n_tiles, g, *f.shape[1:]), ones.reshape(n_tiles, g, rows),
+          None if w is None else jnp.moveaxis(w.reshape(*w.shape[:-2], n_tiles, g, rows),
+                                              -3, 0))
+    out = jax.lax.map(lambda x: _sums(*x, layout, max_order), xs)
+    # (tiles, ..., g, rest) -> (..., tiles * g, rest)
+    return [jnp.moveaxis(o, 0, lead).reshape(*o.shape[1:lead + 1], n_batches,
+                                             *o.shape[lead + 2:]) for o in out]
+
+
+def _gram(a: jax.Array, b: jax.Array, w: jax.Array | None) -> jax.Array:
+    """``sum_r w_r a_ir b_jr`` per batch, ``(..., B, n_a, n_b)``, for ``a`` ``(B, n_a, R)``
+    and ``b`` ``(B, n_b, R)`` (``w`` None: unweighted). XLA's CPU GEMM is 2-3x slower when
+    the output's row count is the short side (8 x 36 at P = 8), so the (n_b, n_a) product
+    is formed when n_a < n_b and transposed after a barrier that keeps layout assignment
+    from undoing the swap (the sums are the same float64 products)."""
+    if a.shape[1] >= b.shape[1]:
+        if w is None:
+            return jnp.einsum("bir,bjr->bij", a, b)
+        return jnp.einsum("...br,bir,bjr->...bij", w, a, b)
+    out = (jnp.einsum("bjr,bir->bji", b, a) if w is None
+           else jnp.einsum("...br,bjr,bir->...bji", w, b, a))
+    return jnp.swapaxes(jax.lax.optimization_barrier(out), -1, -2)
+
+
+def _sums(f: jax.Array, ones: jax.Array, w: jax.Array | None, layout: _Layout,
+          max_order: int) -> list:
+    """One tile's sums of orders 1..max_order, as ``_tiled_sums``. Orders up to 4 are the
+    blocks of one Gram matrix of ``Z = [1, M1, M2]`` (monomials up to order 2 with a row
+    of ones), which is cheaper than one GEMM per order; orders 5 and 6 are ``M2 x M3`` and
+    ``M3 x M3``."""
+    mono = _products(f, layout, min(3, max_order))
+    mono[0] = ones[:, None, :]
+    low = min(4, max_order)
+    k_rows, k_cols = low // 2, (low + 1) // 2
+    z_rows = jnp.concatenate([mono[k] for k in range(k_rows + 1)], axis=1)
+    z_cols = jnp.concatenate([mono[k] for k in range(k_cols + 1)], axis=1)
+    gram = _gram(z_rows, z_cols, w)
+    offset = np.cumsum([0] + [mono[k].shape[1] for k in range(k_cols + 1)])
+    out = []
+    for order in range(1, max_order + 1):
+        ka, kb = layout.split(order)
+        if order > 4:
+            out.append(_gram(mono[ka], mono[kb], w))
+            continue
+        block = gram[..., offset[ka]:offset[ka + 1], offset[kb]:offset[kb + 1]]
+        out.append(block[..., 0, :] if ka == 0 else block)
+    return out
 
 
 def channel_state(state: MomentState, channel: int) -> MomentState:

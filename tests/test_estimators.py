@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nnft.estimators import moment_estimator
+from nnft.estimators import channel_state, moment_estimator
 
 B = 64
 
@@ -131,3 +131,39 @@ def test_bad_arguments():
         moment_estimator(3, 4, 1)
     with pytest.raises(ValueError, match="points"):
         moment_estimator(12, 6)
+
+
+@pytest.mark.parametrize("max_order", [1, 2, 3, 4, 5, 6])
+def test_tiled_weighted_sums_equal_full_tensors(max_order, monkeypatch):
+    """Every max_order's sums (the Gram blocks of orders <= 4, the GEMMs of 5 and 6), summed
+    tile by tile over the batches (2048 rows x 8 batches: 4 tiles of 2 batches) and in one
+    tile, with a mask and two weight channels, equal the weighted full tensors to 1e-12."""
+    from nnft import estimators
+
+    rng = np.random.default_rng(3)
+    nb, p = 8, 3
+    f = rng.normal(size=(2048, nb, p))
+    mask = rng.random((2048, nb)) > 0.2
+    w = rng.random((2, 2048, nb))
+    f[~mask] = np.nan  # dropped rows must not leak
+    est = moment_estimator(p, max_order, nb, n_channels=2)
+    states = {}
+    for tile_rows in (4096, 10**9):
+        monkeypatch.setattr(estimators, "CPU_TILE_ROWS", tile_rows)
+        assert estimators._batches_per_tile(nb, 2048) == (2 if tile_rows == 4096 else nb)
+        with jax.enable_x64(True):
+            states[tile_rows] = est.update(est.init(), jnp.asarray(f), jnp.asarray(mask),
+                                           jnp.asarray(w))
+    ww = np.where(mask, w, 0.0)
+    fz = np.where(mask[..., None], f, 0.0)
+    for c in range(2):
+        for order in range(1, max_order + 1):
+            letters = "acdefg"[:order]  # r rows, b batches
+            expr = "rb," + ",".join(f"rb{x}" for x in letters) + "->b" + letters
+            want = np.einsum(expr, ww[c], *([fz] * order))
+            for state in states.values():
+                got = np.asarray(estimators._expand(channel_state(state, c).sums[order - 1],
+                                                    order, estimators._Layout(p)))
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)
+        np.testing.assert_allclose(np.asarray(states[4096].count[c]), ww[c].sum(axis=0),
+                                   rtol=1e-13)
