@@ -214,7 +214,8 @@ def _jitted_update(n_points: int, max_order: int, n_batches: int, n_channels: in
 
 #: Rows per tile on a CPU: a tile's monomials (45 float64 per row at order 4) stay in cache
 #: between their products and the GEMM that sums them (at 65,536 rows the whole chunk's
-#: did not, and the masked order-4 update took 2.5x as long at P = 8: 200 against 80 ns/row).
+#: did not, and the update cost about twice as much: the engine's step against bare
+#: sampling at width 10 went from 0.69-0.80 to 0.87-0.88, benchmarks/results/ensemble*).
 CPU_TILE_ROWS = 8192
 
 
